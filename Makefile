@@ -1,0 +1,71 @@
+# inferops.sglang: every entry point a person or CI uses.
+# `make test` runs every check; `make lab` brings up the local lab. Both set themselves up.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+BIN := $(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.build/collections:$(ROOT)/.cache/collections
+export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
+export ANSIBLE_FORCE_COLOR := false
+export ANSIBLE_NOCOLOR := true
+export PY_COLORS := 0
+export MOLECULE_NO_LOG := true
+
+.PHONY: help deps images lint sanity units sim-tests molecule molecule-node molecule-default \
+        test lab lab-down bench clean distclean
+
+help:
+	@echo "make test      every check (lint, sanity, unit, simulator, molecule)"
+	@echo "make lab       bring up the local lab on this machine's Docker; make lab-down removes it"
+	@echo "make bench     run the benchmarks in benchmarks/ (prints figures)"
+
+deps:
+	@scripts/bootstrap.sh
+
+images: deps
+	@images/build.sh all
+
+lint: deps
+	@echo "== ansible-lint (production profile)"
+	@ansible-lint --nocolor
+	@echo "== ruff (simulator, fixtures, benchmarks, scripts)"
+	@ruff check --quiet simulator tests/fixtures benchmarks scripts
+
+sanity: deps
+	@scripts/test-tree.sh sanity
+
+units: deps
+	@echo "== unit tests (module_utils, modules)"
+	@cd .build/collections/ansible_collections/inferops/sglang && python -m pytest -q tests/unit
+
+sim-tests: deps
+	@echo "== simulator conformance tests"
+	@python -m pytest -q simulator/tests
+
+molecule-node: images
+	@cd .build/collections/ansible_collections/inferops/sglang && molecule test -s node
+
+molecule-default: images
+	@cd .build/collections/ansible_collections/inferops/sglang && molecule test -s default
+
+molecule: molecule-node
+
+test: lint sanity units sim-tests molecule
+	@echo "make test: all checks passed"
+
+lab: images
+	@scripts/lab.sh up
+
+lab-down: deps
+	@scripts/lab.sh down
+
+bench: deps
+	@for b in benchmarks/*.py; do echo "== $$b"; python "$$b"; done
+
+clean:
+	rm -rf .build tests/output
+
+distclean: clean
+	rm -rf .cache .venv
