@@ -1,0 +1,3 @@
+from sglang_sim.launch_server import main
+
+main()

@@ -1,0 +1,538 @@
+"""/generate, /v1/completions and /v1/chat/completions: request parsing, validation, and the
+response and SSE shapes of SGLang 0.5.x."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from array import array
+
+from aiohttp import web
+
+try:  # the C escaper json.dumps(..., ensure_ascii=False) uses for strings
+    from _json import encode_basestring as encode_str
+except ImportError:  # pragma: no cover - CPython always has _json
+    from json.encoder import encode_basestring as encode_str
+
+from sglang_sim import tokenizer
+from sglang_sim.engine import Req, SamplingParams, Waker
+
+QUEUE_FULL = "The request queue is full."
+SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _token_id(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**31
+
+
+class ApiError(Exception):
+    """An error answered before any byte of the response is sent."""
+
+    def __init__(self, status: int, body) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+def native_error(message: str) -> ApiError:
+    return ApiError(400, {"error": {"message": message}})
+
+
+def openai_error(message: str, status: int = 400, etype: str = "BadRequestError") -> ApiError:
+    return ApiError(status, {"object": "error", "message": message, "type": etype,
+                             "param": None, "code": status})
+
+
+def validation_error(message: str) -> ApiError:
+    # SGLang's handler for FastAPI validation errors: 400, not 422.
+    return openai_error(message, 400, "Bad Request")
+
+
+class GenerationApi:
+    def __init__(self, server) -> None:
+        self.server = server
+        self.cfg = server.cfg
+        self.engine = server.engine
+        self._weight_version = encode_str(self.cfg.weight_version)
+
+    # ---- shared plumbing ------------------------------------------------------------------
+    async def _body(self, request: web.Request, openai: bool) -> dict:
+        if openai:
+            ctype = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+            if ctype != "application/json":
+                raise validation_error(
+                    "Unsupported Media Type: Only 'application/json' is allowed")
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise validation_error(f"JSON decode error: {exc}") from None
+        if not isinstance(body, dict):
+            raise validation_error("Input should be a valid dictionary or object")
+        return body
+
+    def _check_length(self, ids: array, params: SamplingParams) -> array:
+        """SGLang's context-length rules (ValueError messages of _validate_one_request)."""
+        ctx = self.cfg.context_length
+        if len(ids) >= ctx:
+            if not self.cfg.allow_auto_truncate:
+                raise ValueError(f"The input ({len(ids)} tokens) is longer than the model's "
+                                 f"context length ({ctx} tokens).")
+            ids = ids[: ctx - 1]
+        if params.max_new_tokens + len(ids) > ctx:
+            if not self.cfg.allow_auto_truncate:
+                raise ValueError(
+                    f"Requested token count exceeds the model's maximum context length of {ctx} "
+                    f"tokens. You requested a total of {params.max_new_tokens + len(ids)} tokens: "
+                    f"{len(ids)} tokens from the input messages and {params.max_new_tokens} "
+                    f"tokens for the completion. Please reduce the number of tokens in the input "
+                    f"messages or the completion to fit within the limit.")
+            params.max_new_tokens = ctx - len(ids)
+        return ids
+
+    def _submit(self, reqs: list[Req], fault: str | None) -> bool:
+        """Queue every request; False if one was refused (queue full or the reject fault)."""
+        if fault == "reject":
+            for req in reqs:
+                req.arrival_wall = time.time()
+                self.engine.refuse(req)
+            return False
+        ok = True
+        for req in reqs:
+            ok = self.engine.submit(req) and ok
+        return ok
+
+    async def _wait_all(self, reqs: list[Req], waker: Waker) -> None:
+        while not all(r.finished for r in reqs):
+            await waker.wait()
+
+    async def _send(self, request: web.Request, body, status: int = 200) -> web.Response:
+        return await self._send_text(request, dumps(body), status)
+
+    async def _send_text(self, request: web.Request, text: str, status: int = 200):
+        # Written here, not by aiohttp after the handler returns, so a drain that waits for
+        # handlers waits for the last byte too.
+        resp = web.Response(text=text, status=status, content_type="application/json")
+        await resp.prepare(request)
+        await resp.write_eof()
+        return resp
+
+    async def _guarded(self, request: web.Request, coro) -> web.StreamResponse:
+        self.server.begin()
+        try:
+            try:
+                return await coro
+            except ApiError as exc:
+                return await self._send(request, exc.body, exc.status)
+        finally:
+            self.server.end()
+
+    def _abort_unfinished(self, reqs: list[Req]) -> None:
+        for req in reqs:
+            if not req.finished:
+                self.engine.abort(req.rid, message="Client disconnected")
+
+    def _native_json(self, req: Req, text: str, ids_json: str, now_wall: float) -> str:
+        """The JSON of one /generate result or chunk, formatted directly: this is the hot path
+        of streaming, and json.dumps of the equivalent dict costs several times more."""
+        fr = dumps(req.finish_reason) if req.finished else "null"
+        return (f'{{"text":{encode_str(text)},"output_ids":[{ids_json}],'
+                f'"meta_info":{{"id":{encode_str(req.rid)},"finish_reason":{fr},'
+                f'"prompt_tokens":{len(req.prompt_ids)},"weight_version":{self._weight_version},'
+                f'"num_retractions":0,"reasoning_tokens":0,'
+                f'"completion_tokens":{len(req.output_ids)},"cached_tokens":{req.cached_tokens},'
+                f'"e2e_latency":{round(now_wall - req.arrival_wall, 6)!r},'
+                f'"response_sent_to_client_ts":{now_wall!r}}}}}')
+
+    def _fault_response(self, fault: str | None):
+        if fault == "error":
+            # An unhandled exception in a FastAPI handler.
+            return web.Response(status=500, text="Internal Server Error")
+        return None
+
+    async def _stream(self, request: web.Request, reqs: list[Req], waker: Waker,
+                      chunk_of, tail=None) -> web.StreamResponse:
+        """Send chunk_of(req, final, n_sent) at most every stream_interval tokens per request,
+        then the tail events and `data: [DONE]`.
+
+        This runs once per token per stream, so it is kept lean: chunks that are ready
+        together go out in one write, and the last chunk, [DONE] and the end of the chunked
+        body share the final write."""
+        resp = web.StreamResponse(status=200, headers=SSE_HEADERS)
+        await resp.prepare(request)
+        write = resp.write
+        now = asyncio.get_running_loop().time
+        lag_add = self.engine.send_lag.add
+        default_interval = self.cfg.stream_interval
+        if len(reqs) == 1 and tail is None:
+            # The common case, kept to the fewest steps per token.
+            req = reqs[0]
+            interval = req.params.stream_interval or default_interval
+            sent = 0
+            try:
+                while not req.finished:
+                    n = len(req.output_ids)
+                    if n - sent >= interval:
+                        data = chunk_of(req, False, sent)
+                        sent = n
+                        if data is not None:
+                            await write(data.encode())
+                            lag_add(now() - req.last_model_t)
+                    else:
+                        await waker.wait()
+                data = chunk_of(req, True, sent) or ""
+                await resp.write_eof((data + "data: [DONE]\n\n").encode())
+                if req.output_ids:
+                    lag_add(now() - req.last_model_t)
+            except (ConnectionError, asyncio.CancelledError):
+                self._abort_unfinished(reqs)
+                raise
+            return resp
+        pending = list(range(len(reqs)))
+        sent = [0] * len(reqs)
+        out: list[str] = []
+        out_reqs: list[Req] = []
+        try:
+            while True:
+                still = []
+                for i in pending:
+                    req = reqs[i]
+                    n = len(req.output_ids)
+                    fin = req.finished
+                    if fin or n - sent[i] >= (req.params.stream_interval or default_interval):
+                        data = chunk_of(req, fin, sent[i])
+                        sent[i] = n
+                        if data is not None:
+                            out.append(data)
+                            if n:
+                                out_reqs.append(req)
+                    if not fin:
+                        still.append(i)
+                pending = still
+                if not pending:
+                    break
+                if out:
+                    await write("".join(out).encode())
+                    t = now()
+                    for req in out_reqs:
+                        lag_add(t - req.last_model_t)
+                    out.clear()
+                    out_reqs.clear()
+                else:
+                    await waker.wait()
+            if tail is not None:
+                out.extend(tail())
+            out.append("data: [DONE]\n\n")
+            await resp.write_eof("".join(out).encode())
+            t = now()
+            for req in out_reqs:
+                lag_add(t - req.last_model_t)
+        except (ConnectionError, asyncio.CancelledError):
+            # The client went away: SGLang aborts the request (create_abort_task).
+            self._abort_unfinished(reqs)
+            raise
+        return resp
+
+    # ---- /generate ------------------------------------------------------------------------
+    async def generate(self, request: web.Request) -> web.StreamResponse:
+        return await self._guarded(request, self._generate(request))
+
+    async def _generate(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request, openai=False)
+        text, input_ids = body.get("text"), body.get("input_ids")
+        if text is None and input_ids is None and body.get("input_embeds") is None:
+            raise native_error("Either text, input_ids or input_embeds should be provided.")
+        if body.get("input_embeds") is not None and text is None and input_ids is None:
+            raise native_error("input_embeds is not supported by the simulator.")
+        batch = isinstance(text, list) or (isinstance(input_ids, list) and input_ids
+                                           and isinstance(input_ids[0], list))
+        if text is not None:
+            prompts = text if isinstance(text, list) else [text]
+            if not all(isinstance(t, str) for t in prompts):
+                raise validation_error("text: Input should be a valid string")
+            prompt_ids = [tokenizer.encode(t) for t in prompts]
+        else:
+            lists = input_ids if batch else [input_ids]
+            try:
+                prompt_ids = [array("i", [int(x) for x in ids]) for ids in lists]
+            except (TypeError, ValueError, OverflowError):
+                raise validation_error("input_ids: Input should be a list of integers") from None
+        if not prompt_ids or any(len(ids) == 0 for ids in prompt_ids):
+            raise native_error("The input is empty.")
+        raw_sp = body.get("sampling_params") or {}
+        sp_list = raw_sp if isinstance(raw_sp, list) else [raw_sp] * len(prompt_ids)
+        if len(sp_list) != len(prompt_ids):
+            raise native_error("The number of sampling_params must match the number of prompts.")
+        rid = body.get("rid")
+        rids = rid if isinstance(rid, list) else None
+        waker = Waker()
+        reqs: list[Req] = []
+        try:
+            for i, ids in enumerate(prompt_ids):
+                try:
+                    params = SamplingParams(sp_list[i])
+                except ValueError as exc:
+                    # 0.5.23's request contract: the error is a plain string.
+                    raise ApiError(400, {"error": str(exc)}) from None
+                ids = self._check_length(ids, params)
+                for k in range(params.n):
+                    if rids:
+                        r = str(rids[i])
+                    elif rid is not None and not batch and params.n == 1:
+                        r = str(rid)
+                    else:
+                        r = uuid.uuid4().hex
+                    reqs.append(Req(r, ids, params, waker, index=len(reqs)))
+        except ValueError as exc:
+            raise native_error(str(exc)) from None
+        fault = self.server.generation_fault()
+        if (resp := self._fault_response(fault)) is not None:
+            return resp
+        accepted = self._submit(reqs, fault)
+        stream = bool(body.get("stream"))
+        multi = len(reqs) > 1
+        if not stream:
+            if not accepted:
+                self._abort_unfinished(reqs)
+                raise openai_error(QUEUE_FULL, 503, "503")
+            try:
+                await self._wait_all(reqs, waker)
+            except asyncio.CancelledError:
+                self._abort_unfinished(reqs)
+                raise
+            now = time.time()
+            outs = [self._native_json(r, r.text, ",".join(map(str, r.output_ids)), now)
+                    for r in reqs]
+            text = "[" + ",".join(outs) + "]" if (batch or multi) else outs[0]
+            return await self._send_text(request, text)
+        chunk_of = self.native_chunker(reqs, with_index=multi or batch)
+        return await self._stream(request, reqs, waker, chunk_of)
+
+    def native_chunker(self, reqs: list[Req], with_index: bool):
+        """chunk_of(req, final, n_sent) for /generate streams."""
+        incremental = self.cfg.incremental_streaming_output
+        text_sent: dict[int, int] = {}
+        # Cumulative chunks repeat every id so far: their JSON is extended, not rebuilt.
+        ids_json: dict[int, str] = {}
+
+        def chunk_of(req: Req, final: bool, n_sent: int) -> str:
+            new_ids = ",".join(map(str, req.output_ids[n_sent:]))
+            if incremental:
+                start = text_sent.get(id(req), 0)
+                txt, ids = req.text[start:], new_ids
+                text_sent[id(req)] = len(req.text)
+            else:
+                prev = ids_json.get(id(req))
+                ids = new_ids if not prev else (prev + "," + new_ids if new_ids else prev)
+                ids_json[id(req)] = ids
+                txt = req.text
+            out = self._native_json(req, txt, ids, time.time())
+            if with_index:
+                out = f'{out[:-1]},"index":{reqs.index(req)}}}'
+            return f"data: {out}\n\n"
+
+        return chunk_of
+
+    # ---- OpenAI ---------------------------------------------------------------------------
+    def _openai_params(self, body: dict, max_tokens) -> dict:
+        sp = {"max_new_tokens": max_tokens}
+        for src, dst in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
+                         ("min_p", "min_p"), ("n", "n"), ("stop", "stop"),
+                         ("stop_token_ids", "stop_token_ids"), ("ignore_eos", "ignore_eos"),
+                         ("min_tokens", "min_new_tokens"), ("seed", "sampling_seed"),
+                         ("skip_special_tokens", "skip_special_tokens"),
+                         ("no_stop_trim", "no_stop_trim"),
+                         ("frequency_penalty", "frequency_penalty"),
+                         ("presence_penalty", "presence_penalty"),
+                         ("repetition_penalty", "repetition_penalty")):
+            if body.get(src) is not None:
+                sp[dst] = body[src]
+        return sp
+
+    def _usage(self, reqs: list[Req]) -> dict:
+        prompt = sum(len(r.prompt_ids) for r in {id(r.prompt_ids): r for r in reqs}.values())
+        completion = sum(len(r.output_ids) for r in reqs)
+        cached = sum(r.cached_tokens for r in reqs)
+        return {"prompt_tokens": prompt, "total_tokens": prompt + completion,
+                "completion_tokens": completion,
+                "prompt_tokens_details": {"cached_tokens": cached}
+                if self.cfg.enable_cache_report else None,
+                "reasoning_tokens": 0}
+
+    @staticmethod
+    def _finish_fields(req: Req) -> tuple[str | None, object]:
+        fr = req.finish_reason if req.finished else None
+        if not fr:
+            return None, None
+        return fr["type"], fr.get("matched")
+
+    def _openai_reqs(self, prompt_ids: list[array], sp: dict, waker: Waker) -> list[Req]:
+        # No max_tokens: SGLang lets the answer run to the end of the context.
+        unlimited = sp.get("max_new_tokens") is None
+        try:
+            reqs = []
+            for ids in prompt_ids:
+                params = SamplingParams(dict(sp))
+                if unlimited:
+                    params.max_new_tokens = max(self.cfg.context_length - len(ids), 0)
+                ids = self._check_length(ids, params)
+                for _ in range(params.n):
+                    reqs.append(Req(uuid.uuid4().hex, ids, params, waker, index=len(reqs)))
+            return reqs
+        except ValueError as exc:
+            raise openai_error(str(exc)) from None
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._guarded(request, self._completions(request))
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request, openai=True)
+        prompt = body.get("prompt")
+        if prompt is None:
+            raise validation_error("1 validation error for CompletionRequest\nprompt\n  "
+                                   "Field required")
+        if isinstance(prompt, str):
+            prompt_ids = [tokenizer.encode(prompt)]
+        elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+            prompt_ids = [tokenizer.encode(p) for p in prompt]
+        elif isinstance(prompt, list) and prompt and all(_token_id(p) for p in prompt):
+            prompt_ids = [array("i", prompt)]
+        elif isinstance(prompt, list) and prompt and all(
+                isinstance(p, list) and p and all(_token_id(x) for x in p) for p in prompt):
+            prompt_ids = [array("i", p) for p in prompt]
+        else:
+            raise validation_error("prompt: Input should be a string, a list of strings or "
+                                   "a list of token ids")
+        max_tokens = body.get("max_tokens", 16)
+        sp = self._openai_params(body, max_tokens)
+        waker = Waker()
+        reqs = self._openai_reqs(prompt_ids, sp, waker)
+        model = body.get("model") or "default"
+        cid = f"cmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        fault = self.server.generation_fault()
+        if (resp := self._fault_response(fault)) is not None:
+            return resp
+        accepted = self._submit(reqs, fault)
+        if not body.get("stream"):
+            if not accepted:
+                self._abort_unfinished(reqs)
+                raise openai_error(QUEUE_FULL, 503, "503")
+            await self._wait_all(reqs, waker)
+            choices = []
+            for req in reqs:
+                reason, matched = self._finish_fields(req)
+                choices.append({"index": req.index, "text": req.text, "logprobs": None,
+                                "finish_reason": reason, "matched_stop": matched})
+            return await self._send(request, {
+                "id": cid, "object": "text_completion", "created": created, "model": model,
+                "choices": choices, "usage": self._usage(reqs),
+                "metadata": {"weight_version": self.cfg.weight_version}})
+        text_sent: dict[int, int] = {}
+
+        def chunk_of(req: Req, final: bool, n_sent: int):
+            start = text_sent.get(req.index, 0)
+            delta = req.text[start:]
+            text_sent[req.index] = len(req.text)
+            reason, matched = self._finish_fields(req)
+            if not delta and not final:
+                return None
+            return "data: " + dumps({
+                "id": cid, "object": "text_completion", "created": created, "model": model,
+                "choices": [{"index": req.index, "text": delta, "logprobs": None,
+                             "finish_reason": reason, "matched_stop": matched}],
+                "usage": None}) + "\n\n"
+
+        return await self._stream(request, reqs, waker, chunk_of,
+                                  self._usage_tail(body, reqs, cid, created, model,
+                                                   "text_completion"))
+
+    def _usage_tail(self, body: dict, reqs: list[Req], cid: str, created: int, model: str,
+                    obj: str):
+        opts = body.get("stream_options") or {}
+        include = opts.get("include_usage") if isinstance(opts, dict) else None
+        if include is None:
+            include = self.cfg.stream_response_default_include_usage
+        if not include:
+            return None
+
+        def tail():
+            yield "data: " + dumps({"id": cid, "object": obj, "created": created,
+                                    "model": model, "choices": [],
+                                    "usage": self._usage(reqs)}) + "\n\n"
+        return tail
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._guarded(request, self._chat(request))
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request, openai=True)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(
+                isinstance(m, dict) for m in messages):
+            raise validation_error("1 validation error for ChatCompletionRequest\nmessages\n  "
+                                   "Field required (a non-empty list of message objects)")
+        prompt_ids = [tokenizer.encode(tokenizer.chat_prompt(messages))]
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        sp = self._openai_params(body, max_tokens)
+        waker = Waker()
+        reqs = self._openai_reqs(prompt_ids, sp, waker)
+        model = body.get("model") or "default"
+        cid = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        fault = self.server.generation_fault()
+        if (resp := self._fault_response(fault)) is not None:
+            return resp
+        accepted = self._submit(reqs, fault)
+        if not body.get("stream"):
+            if not accepted:
+                self._abort_unfinished(reqs)
+                raise openai_error(QUEUE_FULL, 503, "503")
+            await self._wait_all(reqs, waker)
+            choices = []
+            for req in reqs:
+                reason, matched = self._finish_fields(req)
+                choices.append({"index": req.index,
+                                "message": {"role": "assistant", "content": req.text,
+                                            "reasoning_content": None, "tool_calls": None},
+                                "logprobs": None, "finish_reason": reason,
+                                "matched_stop": matched})
+            return await self._send(request, {
+                "id": cid, "object": "chat.completion", "created": created, "model": model,
+                "choices": choices, "usage": self._usage(reqs),
+                "metadata": {"weight_version": self.cfg.weight_version}})
+        text_sent: dict[int, int] = {}
+
+        def chunk(req: Req, delta: dict, reason=None, matched=None) -> str:
+            return "data: " + dumps({
+                "id": cid, "object": "chat.completion.chunk", "created": created,
+                "model": model,
+                "choices": [{"index": req.index, "delta": delta, "logprobs": None,
+                             "finish_reason": reason, "matched_stop": matched}],
+                "usage": None}) + "\n\n"
+
+        def chunk_of(req: Req, final: bool, n_sent: int):
+            parts = []
+            if req.index not in text_sent:
+                # The first chunk of each choice carries the role.
+                parts.append(chunk(req, {"role": "assistant", "content": ""}))
+                text_sent[req.index] = 0
+            start = text_sent[req.index]
+            delta = req.text[start:]
+            text_sent[req.index] = len(req.text)
+            reason, matched = self._finish_fields(req)
+            if delta or final:
+                parts.append(chunk(req, {"role": None, "content": delta or None,
+                                         "reasoning_content": None, "tool_calls": None},
+                                   reason, matched))
+            return "".join(parts) or None
+
+        return await self._stream(request, reqs, waker, chunk_of,
+                                  self._usage_tail(body, reqs, cid, created, model,
+                                                   "chat.completion.chunk"))
