@@ -11,7 +11,7 @@ ROOT=$PWD
 log() { printf '[bootstrap] %s\n' "$*"; }
 
 need_pkgs=()
-for pkg in python3-venv debootstrap gnupg dpkg-dev apt-utils unzip curl make; do
+for pkg in python3-venv debootstrap gnupg dpkg-dev apt-utils unzip curl make shellcheck; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+export PATH="$ROOT/.venv/bin:$PATH"
 cmd=${1:-sanity}; shift || true
 BASE=${INFEROPS_TEST_TREE:-${TMPDIR:-/tmp}/inferops-test-tree-$(id -u)}
 TREE=$BASE/ansible_collections/inferops/sglang
