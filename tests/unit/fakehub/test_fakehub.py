@@ -134,6 +134,8 @@ def test_static_files_and_traversal(hub):
     assert resp.status == 200 and resp.body == b"static file\n" and resp.headers["Content-Type"] == "text/plain"
     assert call(hub.url + "/nope.txt").status == 404
     assert call(hub.url + "/%2e%2e/%2e%2e/etc/passwd").status == 404
+    # apt asks for "<repo>/./InRelease" when a flat repository's suite is "./".
+    assert call(hub.url + "/%2e/hello.txt").body == b"static file\n"
 
 
 def test_stats_faults_and_reset(hub):
