@@ -14,6 +14,7 @@ export PY_COLORS := 0
 export MOLECULE_NO_LOG := true
 
 .PHONY: help deps images lint sanity units sim-tests molecule molecule-node molecule-default \
+        molecule-docker-nvidia molecule-lb \
         test lab lab-down bench clean distclean
 
 help:
@@ -37,8 +38,9 @@ sanity: deps
 	@scripts/test-tree.sh sanity
 
 units: deps
-	@echo "== unit tests (module_utils, modules)"
-	@cd .build/collections/ansible_collections/inferops/sglang && python -m pytest -q tests/unit
+	@echo "== unit tests (module_utils, modules, filters, fake Hub, fake NVIDIA tools)"
+	@cd .build/collections/ansible_collections/inferops/sglang && \
+	  python -m pytest -q -p no:cacheprovider tests/unit tests/fixtures/nvidia/tests
 
 sim-tests: deps
 	@echo "== simulator conformance tests"
@@ -50,7 +52,13 @@ molecule-node: images
 molecule-default: images
 	@cd .build/collections/ansible_collections/inferops/sglang && molecule test -s default
 
-molecule: molecule-node
+molecule-docker-nvidia: images
+	@cd .build/collections/ansible_collections/inferops/sglang && molecule test -s docker_nvidia
+
+molecule-lb: images
+	@cd .build/collections/ansible_collections/inferops/sglang && molecule test -s lb
+
+molecule: molecule-node molecule-default molecule-docker-nvidia
 
 test: lint sanity units sim-tests molecule
 	@echo "make test: all checks passed"
