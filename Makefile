@@ -69,7 +69,10 @@ lab: images
 lab-down: deps
 	@scripts/lab.sh down
 
+# The LB benchmark runs a private nginx process (never the system service); it only needs the binary.
 bench: deps
+	@command -v nginx >/dev/null || { sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo apt-get install -y -qq nginx-light >/dev/null; }
 	@for b in benchmarks/*.py; do echo "== $$b"; python "$$b"; done
 
 clean:
