@@ -15,8 +15,10 @@ How it stays idempotent and cheap:
   with the manifest and with the sizes on disk, and fetches only what differs.
   A revision pinned to a commit that the manifest already holds needs no
   request at all.
-* Downloads resume. Hub: huggingface_hub's own ``snapshot_download`` (it
-  retries a cut transfer with an HTTP Range request). ModelScope and local:
+* Downloads resume. Hub: huggingface_hub's own ``snapshot_download`` (2.x retries
+  a cut transfer with an HTTP Range request from its last flushed 10 MiB chunk, so a
+  cut inside the first chunk restarts that file; 0.x keeps the partial file for the
+  next call, which resumes it). ModelScope and local:
   partial files under ``.inferops-partial/`` resume with Range / seek, also
   across runs.
 * Downloaded files are checked: size always; with ``verify``, SHA-256 (Hub LFS
