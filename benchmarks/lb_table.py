@@ -45,7 +45,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from benchlib import free_port, pct
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOK = ROOT / "benchmarks" / "lb_nginx.yml"
@@ -83,17 +83,6 @@ REQUEST_TIMEOUT_S = 60.0
 # aiohttp may reuse an idle connection up to this age; SGLang's uvicorn (and the simulator)
 # closes idle connections after 5 s, so a longer reuse would race the server's close.
 CLIENT_KEEPALIVE_S = 4.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(values: list[float], q: float) -> float:
-    data = sorted(values)
-    return data[min(len(data) - 1, int(q * len(data)))] if data else float("nan")
 
 
 def _die_with_parent() -> None:

@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from benchlib import free_port, pct
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "simulator"))
@@ -48,17 +49,6 @@ DECODE_MS_PER_REQ = 0.2
 PREFILL_MS_PER_TOKEN = 0.02
 OUTPUT_TOKENS = 32
 LEVEL_CAP_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(values: list[float], q: float) -> float:
-    data = sorted(values)
-    return data[min(len(data) - 1, int(q * len(data)))] if data else float("nan")
 
 
 class Bench:
