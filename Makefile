@@ -14,7 +14,7 @@ export PY_COLORS := 0
 export MOLECULE_NO_LOG := true
 
 .PHONY: help deps images lint sanity units sim-tests molecule molecule-node molecule-default \
-        molecule-docker-nvidia molecule-lb \
+        molecule-docker-nvidia molecule-lb image-tests \
         test lab lab-down bench clean distclean
 
 help:
@@ -44,7 +44,11 @@ units: deps
 
 sim-tests: deps
 	@echo "== simulator conformance tests"
-	@python -m pytest -q simulator/tests
+	@python -m pytest -q -p no:cacheprovider simulator/tests
+
+image-tests: images
+	@echo "== simulator image smoke test"
+	@images/smoke-sim.sh
 
 molecule-node: images
 	@cd .build/collections/ansible_collections/inferops/sglang && molecule test -s node
@@ -60,7 +64,7 @@ molecule-lb: images
 
 molecule: molecule-node molecule-default molecule-docker-nvidia
 
-test: lint sanity units sim-tests molecule
+test: lint sanity units sim-tests image-tests molecule
 	@echo "make test: all checks passed"
 
 lab: images
