@@ -416,15 +416,9 @@ class GenerationApi:
         model = body.get("model") or "default"
         cid = f"cmpl-{uuid.uuid4().hex}"
         created = int(time.time())
-        fault = self.server.generation_fault()
-        if (resp := self._fault_response(fault)) is not None:
+        if (resp := await self._openai_admit(body, reqs, waker)) is not None:
             return resp
-        accepted = self._submit(reqs, fault)
         if not body.get("stream"):
-            if not accepted:
-                self._abort_unfinished(reqs)
-                raise openai_error(QUEUE_FULL, 503, "503")
-            await self._wait_all(reqs, waker)
             choices = []
             for req in reqs:
                 reason, matched = self._finish_fields(req)
@@ -452,6 +446,21 @@ class GenerationApi:
         return await self._stream(request, reqs, waker, chunk_of,
                                   self._usage_tail(body, reqs, cid, created, model,
                                                    "text_completion"))
+
+    async def _openai_admit(self, body: dict, reqs: list[Req], waker: Waker):
+        """Queue the requests of an OpenAI call; for a non-streaming call also wait until they
+        finish. Returns a response to send as it is (an injected error), or None. A full queue
+        is SGLang's 503 for a non-streaming call; a stream gets the abort chunk instead."""
+        fault = self.server.generation_fault()
+        if (resp := self._fault_response(fault)) is not None:
+            return resp
+        accepted = self._submit(reqs, fault)
+        if not body.get("stream"):
+            if not accepted:
+                self._abort_unfinished(reqs)
+                raise openai_error(QUEUE_FULL, 503, "503")
+            await self._wait_all(reqs, waker)
+        return None
 
     def _usage_tail(self, body: dict, reqs: list[Req], cid: str, created: int, model: str,
                     obj: str):
@@ -486,15 +495,9 @@ class GenerationApi:
         model = body.get("model") or "default"
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
-        fault = self.server.generation_fault()
-        if (resp := self._fault_response(fault)) is not None:
+        if (resp := await self._openai_admit(body, reqs, waker)) is not None:
             return resp
-        accepted = self._submit(reqs, fault)
         if not body.get("stream"):
-            if not accepted:
-                self._abort_unfinished(reqs)
-                raise openai_error(QUEUE_FULL, 503, "503")
-            await self._wait_all(reqs, waker)
             choices = []
             for req in reqs:
                 reason, matched = self._finish_fields(req)
