@@ -409,15 +409,10 @@ class GenerationApi:
         else:
             raise validation_error("prompt: Input should be a string, a list of strings or "
                                    "a list of token ids")
-        max_tokens = body.get("max_tokens", 16)
-        sp = self._openai_params(body, max_tokens)
-        waker = Waker()
-        reqs = self._openai_reqs(prompt_ids, sp, waker)
-        model = body.get("model") or "default"
-        cid = f"cmpl-{uuid.uuid4().hex}"
-        created = int(time.time())
-        if (resp := await self._openai_admit(body, reqs, waker)) is not None:
-            return resp
+        reqs, waker, model, cid, created, early = await self._openai_start(
+            body, prompt_ids, body.get("max_tokens", 16), "cmpl")
+        if early is not None:
+            return early
         if not body.get("stream"):
             choices = []
             for req in reqs:
@@ -447,20 +442,27 @@ class GenerationApi:
                                   self._usage_tail(body, reqs, cid, created, model,
                                                    "text_completion"))
 
-    async def _openai_admit(self, body: dict, reqs: list[Req], waker: Waker):
-        """Queue the requests of an OpenAI call; for a non-streaming call also wait until they
-        finish. Returns a response to send as it is (an injected error), or None. A full queue
-        is SGLang's 503 for a non-streaming call; a stream gets the abort chunk instead."""
+    async def _openai_start(self, body: dict, prompt_ids: list, max_tokens, id_prefix: str):
+        """What both OpenAI routes do before they answer: make one request per prompt and
+        queue them; for a non-streaming call also wait until they finish. Returns
+        (reqs, waker, model, response id, created, early), where early is a response to send
+        as it is (an injected error) or None. A full queue is SGLang's 503 for a non-streaming
+        call; a stream gets the abort chunk instead."""
+        waker = Waker()
+        reqs = self._openai_reqs(prompt_ids, self._openai_params(body, max_tokens), waker)
+        model = body.get("model") or "default"
+        cid = f"{id_prefix}-{uuid.uuid4().hex}"
+        created = int(time.time())
         fault = self.server.generation_fault()
         if (resp := self._fault_response(fault)) is not None:
-            return resp
+            return reqs, waker, model, cid, created, resp
         accepted = self._submit(reqs, fault)
         if not body.get("stream"):
             if not accepted:
                 self._abort_unfinished(reqs)
                 raise openai_error(QUEUE_FULL, 503, "503")
             await self._wait_all(reqs, waker)
-        return None
+        return reqs, waker, model, cid, created, None
 
     def _usage_tail(self, body: dict, reqs: list[Req], cid: str, created: int, model: str,
                     obj: str):
@@ -488,15 +490,10 @@ class GenerationApi:
             raise validation_error("1 validation error for ChatCompletionRequest\nmessages\n  "
                                    "Field required (a non-empty list of message objects)")
         prompt_ids = [tokenizer.encode(tokenizer.chat_prompt(messages))]
-        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        sp = self._openai_params(body, max_tokens)
-        waker = Waker()
-        reqs = self._openai_reqs(prompt_ids, sp, waker)
-        model = body.get("model") or "default"
-        cid = f"chatcmpl-{uuid.uuid4().hex}"
-        created = int(time.time())
-        if (resp := await self._openai_admit(body, reqs, waker)) is not None:
-            return resp
+        reqs, waker, model, cid, created, early = await self._openai_start(
+            body, prompt_ids, body.get("max_completion_tokens", body.get("max_tokens")), "chatcmpl")
+        if early is not None:
+            return early
         if not body.get("stream"):
             choices = []
             for req in reqs:

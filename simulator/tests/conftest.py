@@ -119,6 +119,13 @@ class Sim:
         raw = b"".join(r.iter_content(chunk_size=None))
         return r, raw
 
+    def wait_running(self, timeout: float = 10.0) -> None:
+        """Wait until the server reports a running request (one a test started in a thread)."""
+        deadline = time.monotonic() + timeout
+        while self.get("/v1/loads").json()["loads"][0]["num_running_reqs"] == 0:
+            assert time.monotonic() < deadline, "no request started running"
+            time.sleep(0.01)
+
     def metrics(self) -> dict[str, float]:
         """Unlabelled view of /metrics: series name (with labels) -> value."""
         text = self.get("/metrics").text

@@ -228,10 +228,7 @@ def test_abort_request_ends_the_stream(sim_factory):
 
     t = threading.Thread(target=run)
     t.start()
-    deadline = time.monotonic() + 10
-    while sim.get("/v1/loads").json()["loads"][0]["num_running_reqs"] == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    sim.wait_running()
     assert sim.post("/abort_request", {"rid": "victim"}).status_code == 200
     t.join(10)
     chunks = sse_json(result["raw"])
@@ -423,10 +420,7 @@ def test_flush_cache_refused_while_busy(sim_factory):
     t = threading.Thread(target=lambda: sim.generate(
         {"text": "busy", "sampling_params": greedy(100, ignore_eos=True)}))
     t.start()
-    deadline = time.monotonic() + 10
-    while sim.get("/v1/loads").json()["loads"][0]["num_running_reqs"] == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    sim.wait_running()
     r = sim.post("/flush_cache")
     assert r.status_code == 400
     assert r.text.startswith("Cache flushed.")  # SGLang's body either way

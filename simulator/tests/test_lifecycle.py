@@ -83,10 +83,7 @@ def test_sigterm_drains_then_exits_zero(sim_factory):
 
     t = threading.Thread(target=long_stream)
     t.start()
-    deadline = time.monotonic() + 10
-    while sim.get("/v1/loads").json()["loads"][0]["num_running_reqs"] == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    sim.wait_running()
     sim.signal(signal.SIGTERM)
     time.sleep(0.05)
     # Draining: health and readiness fail at once, but new work is still accepted.
@@ -119,10 +116,7 @@ def test_second_sigterm_exits_at_once(sim_factory):
 
     t = threading.Thread(target=doomed_stream, daemon=True)
     t.start()
-    deadline = time.monotonic() + 10
-    while sim.get("/v1/loads").json()["loads"][0]["num_running_reqs"] == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    sim.wait_running()
     sim.signal(signal.SIGTERM)
     time.sleep(0.2)
     assert sim.proc.poll() is None  # still draining the 20 s request
