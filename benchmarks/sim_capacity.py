@@ -8,17 +8,24 @@ ends). Per level it prints throughput, p50/p99 latency and the sglang:num_queue_
 sampled from /metrics. Throughput should rise until the running slots are full and then stay
 flat, while latency and the queue grow.
 
-At 256 concurrent streams it also prints what the simulator itself costs, from /_sim/state:
-  - CPU per request: the server process's user+system CPU seconds over the level divided by
-    the requests served (every byte of HTTP, SSE, scheduling and metrics included);
-  - send lag: for each streamed chunk, the time between the modelled end of the step that
-    produced the token and the moment the chunk was written to the socket;
-  - step lag: how late the scheduler woke up for each step against the modelled clock.
-  - simulation alone: the same requests through the simulator's own engine and chunk
-    formatting in this process, with no HTTP, so the share of the simulation logic is
-    separate from the HTTP streaming (aiohttp and loopback TCP, one write per token per
-    stream, a cost real SGLang's uvicorn pays too).
-If these stay small next to the modelled step time, the simulator is never the bottleneck.
+At the highest level (256 concurrent streams) it then measures what the simulator itself
+costs, from /_sim/state and os.times():
+  - whole process: the server's user+system CPU seconds over the level divided by the
+    requests served (every byte of HTTP, SSE, scheduling, metrics and access log included);
+  - transport floor: the same clients against stream_floor.py, a bare asyncio server that
+    replays the simulator's own recorded chunks with the same writes, slots and step time and
+    does nothing else. Its CPU per request is what streaming those bytes costs on this
+    machine (event loop, one socket write per token per stream, loopback TCP), a cost real
+    SGLang's uvicorn pays as well;
+  - the simulator's own overhead: whole process minus transport floor, cross-checked by the
+    simulation alone (its engine, token generation and chunk JSON driven in this process with
+    no HTTP);
+  - send lag (modelled end of a token's step to its chunk's socket write) and step lag (how
+    late the scheduler woke up against the modelled clock);
+  - headroom: how many requests per second the whole process could serve on one core at that
+    cost, against the simulated capacity.
+If the own overhead stays under 1 ms and the headroom is large, the simulator is never the
+bottleneck of a benchmark that uses it.
 
 Bounded: at most 4 x concurrency requests per level (at least 16), a 60 s cap per level, and
 only 127.0.0.1. Run: .venv/bin/python benchmarks/sim_capacity.py [--quick]
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -79,6 +87,16 @@ class Bench:
         e2e = time.monotonic() - t0
         tokens = json.loads(last[6:])["meta_info"]["completion_tokens"]
         return ttft or e2e, e2e, tokens
+
+    async def record_events(self) -> list[str]:
+        """The SSE events of one benchmark request, as the simulator sent them."""
+        body = {"text": "benchmark request 0 " + "lorem ipsum dolor sit amet " * 12,
+                "stream": True,
+                "sampling_params": {"max_new_tokens": self.output_tokens, "ignore_eos": True,
+                                    "temperature": 0}}
+        async with self.session.post(self.url + "/generate", json=body) as resp:
+            raw = (await resp.read()).decode()
+        return [e + "\n\n" for e in raw.split("\n\n") if e.startswith("data: {")]
 
     async def gauges(self) -> dict[str, float]:
         async with self.session.get(self.url + "/metrics") as resp:
@@ -141,10 +159,13 @@ class Bench:
         }
 
 
-async def run(url: str, levels: list[int], output_tokens: int) -> list[dict]:
-    connector = aiohttp.TCPConnector(limit=max(levels) + 16)
-    timeout = aiohttp.ClientTimeout(total=LEVEL_CAP_S * 2)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+def session_for(concurrency: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency + 16),
+                                 timeout=aiohttp.ClientTimeout(total=LEVEL_CAP_S * 2))
+
+
+async def run(url: str, levels: list[int], output_tokens: int) -> tuple[list[dict], list[str]]:
+    async with session_for(max(levels)) as session:
         bench = Bench(url, session, output_tokens)
         rows = []
         hdr = (f"{'streams':>7} {'reqs':>5} {'req/s':>7} {'tok/s':>8} {'p50 s':>7} {'p99 s':>7} "
@@ -158,7 +179,12 @@ async def run(url: str, levels: list[int], output_tokens: int) -> list[dict]:
                   f"{row['p50']:>7.3f} {row['p99']:>7.3f} {row['ttft_p50']:>7.3f} "
                   f"{row['queue_mean']:>9.1f} {row['queue_max']:>9.0f} "
                   f"{row['running_max']:>11.0f}", flush=True)
-        return rows
+        return rows, await bench.record_events()
+
+
+async def run_floor(url: str, concurrency: int, output_tokens: int) -> dict:
+    async with session_for(concurrency) as session:
+        return await Bench(url, session, output_tokens).level(concurrency)
 
 
 async def simulation_only(requests: int, concurrency: int, output_tokens: int) -> float:
@@ -208,6 +234,33 @@ async def simulation_only(requests: int, concurrency: int, output_tokens: int) -
     return ((t1.user - t0.user) + (t1.system - t0.system)) / requests
 
 
+@contextlib.contextmanager
+def serving(cmd: list[str], port: int, env: dict):
+    """Run cmd (a server on 127.0.0.1:port) for the duration of the block; stop it after,
+    whatever happens."""
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"{cmd[2]} did not start:\n"
+                                       + log.read().decode(errors="replace"))
+                time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="levels 1, 16, 64, 256 only")
@@ -226,7 +279,6 @@ def main() -> int:
             ap.error("argument --levels: concurrency levels must be between 1 and 1024")
 
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "simulator"))
     cmd = [opts.python, "-m", "sglang_sim.launch_server", "--model-path", "bench/model",
            "--host", "127.0.0.1", "--port", str(port), "--enable-metrics", "--sim-admin",
@@ -235,33 +287,24 @@ def main() -> int:
            "--sim-decode-ms", str(DECODE_MS), "--sim-decode-ms-per-req", str(DECODE_MS_PER_REQ),
            "--sim-prefill-ms-per-token", str(PREFILL_MS_PER_TOKEN),
            *opts.server_args.split()]
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    print(log.read().decode(errors="replace"), file=sys.stderr)
-                    return 1
-                time.sleep(0.05)
-            step_full = DECODE_MS + DECODE_MS_PER_REQ * (MAX_RUNNING - 1)
-            print(f"Simulated capacity: {MAX_RUNNING} running requests; decode step "
-                  f"{DECODE_MS:g} ms + {DECODE_MS_PER_REQ:g} ms per extra request "
-                  f"({step_full:.1f} ms when full, so at most "
-                  f"{MAX_RUNNING / step_full * 1000:.0f} tok/s of decode); "
-                  f"{opts.output_tokens} output tokens per request; streaming /generate.\n")
-            rows = asyncio.run(run(url, levels, opts.output_tokens))
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    step_full = DECODE_MS + DECODE_MS_PER_REQ * (MAX_RUNNING - 1)
+    with serving(cmd, port, env) as url:
+        print(f"Simulated capacity: {MAX_RUNNING} running requests; decode step "
+              f"{DECODE_MS:g} ms + {DECODE_MS_PER_REQ:g} ms per extra request "
+              f"({step_full:.1f} ms when full, so at most "
+              f"{MAX_RUNNING / step_full * 1000:.0f} tok/s of decode); "
+              f"{opts.output_tokens} output tokens per request; streaming /generate.\n")
+        rows, events = asyncio.run(run(url, levels, opts.output_tokens))
+    top = rows[-1]
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as events_file:
+        json.dump(events, events_file)
+        events_file.flush()
+        port = free_port()
+        floor_cmd = [opts.python, str(ROOT / "benchmarks" / "stream_floor.py"),
+                     "--port", str(port), "--events", events_file.name,
+                     "--slots", str(MAX_RUNNING), "--step-ms", str(step_full)]
+        with serving(floor_cmd, port, env) as url:
+            floor = asyncio.run(run_floor(url, top["concurrency"], opts.output_tokens))
 
     full = [r for r in rows if r["concurrency"] >= MAX_RUNNING]
     print()
@@ -271,31 +314,43 @@ def main() -> int:
               f"({(full[-1]['tok_s'] / full[0]['tok_s'] - 1) * 100:+.0f}%); p50 latency "
               f"{full[0]['p50']:.2f} -> {full[-1]['p50']:.2f} s; mean queue "
               f"{full[0]['queue_mean']:.0f} -> {full[-1]['queue_mean']:.0f}.")
-    top = rows[-1]
-    cpu_req_ms = top["cpu_s"] / max(top["served"], 1) * 1000
+
+    def per_request_ms(row: dict, key: str = "cpu_s") -> float:
+        return row[key] / max(row["served"], 1) * 1000
+
+    cpu_req_ms, user_ms = per_request_ms(top), per_request_ms(top, "cpu_user_s")
+    floor_ms, floor_user_ms = per_request_ms(floor), per_request_ms(floor, "cpu_user_s")
+    own_ms = cpu_req_ms - floor_ms
     print(f"\nSimulator overhead at {top['concurrency']} concurrent streams "
           f"({top['served']} requests, {top['chunks']} streamed tokens in {top['wall']:.1f} s):")
-    user_ms = top["cpu_user_s"] / max(top["served"], 1) * 1000
-    print(f"  CPU per request      {cpu_req_ms:.3f} ms: {user_ms:.3f} ms in user space "
-          f"(simulator, aiohttp, asyncio), {cpu_req_ms - user_ms:.3f} ms in the kernel "
-          f"(loopback TCP)")
-    print(f"                       {top['cpu_s'] / max(top['chunks'], 1) * 1e6:.0f} us per "
-          f"streamed token; the process was busy {top['cpu_s'] / top['wall'] * 100:.0f}% "
-          f"of one core")
+    print(f"  whole process        {cpu_req_ms:.3f} ms CPU per request: {user_ms:.3f} ms in user "
+          f"space, {cpu_req_ms - user_ms:.3f} ms in the kernel; "
+          f"{top['cpu_s'] / max(top['chunks'], 1) * 1e6:.0f} us per streamed token; busy "
+          f"{top['cpu_s'] / top['wall'] * 100:.0f}% of one core")
+    print(f"  transport floor      {floor_ms:.3f} ms CPU per request: {floor_user_ms:.3f} ms in "
+          f"user space, {floor_ms - floor_user_ms:.3f} ms in the kernel (stream_floor.py: the "
+          f"same recorded chunks, writes, slots and step time, no framework, no simulation; "
+          f"{floor['served']} requests)")
+    print(f"  simulator's own      {own_ms:.3f} ms per request (whole process - transport floor)")
     alone_ms = asyncio.run(simulation_only(top["served"], top["concurrency"],
                                            opts.output_tokens)) * 1000
-    print(f"  simulation alone     {alone_ms:.3f} ms per request (engine, token generation, "
-          f"chunk JSON; in-process, no HTTP)")
-    print(f"  HTTP streaming       {cpu_req_ms - alone_ms:.3f} ms per request (aiohttp and "
-          f"loopback TCP: one write per token per stream)")
-    sl, st = top["send_lag"], top["step_lag"]
+    print(f"  simulation alone     {alone_ms:.3f} ms per request (cross-check: engine, token "
+          f"generation, chunk JSON; in-process, no HTTP)")
+    sl, st, fl = top["send_lag"], top["step_lag"], floor["send_lag"]
     print(f"  send lag per chunk   p50 {sl['p50_ms']} ms, p99 {sl['p99_ms']} ms, "
-          f"max {sl['max_ms']} ms  (last {sl['count']} chunks)")
+          f"max {sl['max_ms']} ms (last {sl['count']} chunks; transport floor: p50 "
+          f"{fl['p50_ms']} ms, p99 {fl['p99_ms']} ms)")
     print(f"  step wake-up lag     p50 {st['p50_ms']} ms, p99 {st['p99_ms']} ms  "
-          f"(modelled step {DECODE_MS + DECODE_MS_PER_REQ * (MAX_RUNNING - 1):.1f} ms)")
-    for label, value in (("simulation", alone_ms), ("whole process, HTTP included", cpu_req_ms)):
-        verdict = "under" if value < 1.0 else "OVER"
-        print(f"  => {label}: {value:.3f} ms per request, {verdict} 1 ms")
+          f"(modelled step {step_full:.1f} ms)")
+    verdict = "under" if own_ms < 1.0 else "OVER"
+    one_core = 1000.0 / cpu_req_ms if cpu_req_ms > 0 else float("inf")
+    headroom = one_core / top["req_s"]
+    # Below a few times the capacity, CPU contention would start to shape the measured curve.
+    bottleneck = "is not" if headroom >= 4 else "MAY BE"
+    print(f"  => the simulator's own overhead: {own_ms:.3f} ms per request, {verdict} 1 ms. "
+          f"At {cpu_req_ms:.3f} ms per request, transport included, one core would serve "
+          f"{one_core:.0f} req/s, {headroom:.1f}x the simulated capacity "
+          f"({top['req_s']:.1f} req/s): the simulator {bottleneck} the bottleneck")
     return 0
 
 

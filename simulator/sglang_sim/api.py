@@ -9,8 +9,6 @@ import time
 import uuid
 from array import array
 
-from aiohttp import web
-
 try:  # the C escaper json.dumps(..., ensure_ascii=False) uses for strings
     from _json import encode_basestring as encode_str
 except ImportError:  # pragma: no cover - CPython always has _json
@@ -18,6 +16,7 @@ except ImportError:  # pragma: no cover - CPython always has _json
 
 from sglang_sim import tokenizer
 from sglang_sim.engine import Req, SamplingParams, Waker
+from sglang_sim.httpd import Request, Response, StreamResponse
 
 QUEUE_FULL = "The request queue is full."
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
@@ -54,6 +53,54 @@ def validation_error(message: str) -> ApiError:
     return openai_error(message, 400, "Bad Request")
 
 
+class DirectStream:
+    """Stands in for a streaming request's Waker: the engine calls wake() after every token,
+    and this writes the chunk to the client right there, inside the scheduler's step (the
+    first one with the response headers). Waking the handler task for every token of every
+    stream cost more than everything else the simulator does per token; here a token costs
+    one formatted chunk and one socket write.
+
+    The handler is woken only when the request finishes or the client has gone. A client
+    that does not read (more than WRITE_BUFFER_LIMIT bytes waiting) gets no new chunks until
+    it catches up; the final chunk then carries everything it missed."""
+
+    WRITE_BUFFER_LIMIT = 1 << 16
+    __slots__ = ("chunk_of", "error", "handler", "interval", "lag_add", "now", "req", "resp",
+                 "sent")
+
+    def __init__(self, req: Req, handler: Waker, resp: StreamResponse, chunk_of,
+                 interval: int, lag_add, now) -> None:
+        self.req = req
+        self.handler = handler
+        self.resp = resp
+        self.chunk_of = chunk_of
+        self.interval = interval
+        self.sent = 0
+        self.lag_add = lag_add
+        self.now = now
+        self.error: Exception | None = None
+
+    def wake(self) -> None:
+        req = self.req
+        resp = self.resp
+        if req.finished or self.error is not None or not resp.writable:
+            self.handler.wake()
+            return
+        n = len(req.output_ids)
+        if n - self.sent < self.interval or resp.write_buffer_size() > self.WRITE_BUFFER_LIMIT:
+            return
+        try:
+            data = self.chunk_of(req, False, self.sent)
+            self.sent = n
+            if data is not None:
+                resp.write_nowait(data.encode())
+                self.lag_add(self.now() - req.last_model_t)
+        except Exception as exc:  # noqa: BLE001 - the handler re-raises it
+            # This runs inside the scheduler's step: one stream's error must not stop it.
+            self.error = exc
+            self.handler.wake()
+
+
 class GenerationApi:
     def __init__(self, server) -> None:
         self.server = server
@@ -62,7 +109,7 @@ class GenerationApi:
         self._weight_version = encode_str(self.cfg.weight_version)
 
     # ---- shared plumbing ------------------------------------------------------------------
-    async def _body(self, request: web.Request, openai: bool) -> dict:
+    async def _body(self, request: Request, openai: bool) -> dict:
         if openai:
             ctype = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
             if ctype != "application/json":
@@ -112,18 +159,18 @@ class GenerationApi:
         while not all(r.finished for r in reqs):
             await waker.wait()
 
-    async def _send(self, request: web.Request, body, status: int = 200) -> web.Response:
+    async def _send(self, request: Request, body, status: int = 200) -> Response:
         return await self._send_text(request, dumps(body), status)
 
-    async def _send_text(self, request: web.Request, text: str, status: int = 200):
-        # Written here, not by aiohttp after the handler returns, so a drain that waits for
+    async def _send_text(self, request: Request, text: str, status: int = 200):
+        # Written here, not by the server after the handler returns, so a drain that waits for
         # handlers waits for the last byte too.
-        resp = web.Response(text=text, status=status, content_type="application/json")
+        resp = Response(text=text, status=status, content_type="application/json")
         await resp.prepare(request)
         await resp.write_eof()
         return resp
 
-    async def _guarded(self, request: web.Request, coro) -> web.StreamResponse:
+    async def _guarded(self, request: Request, coro) -> StreamResponse:
         self.server.begin()
         try:
             try:
@@ -138,62 +185,41 @@ class GenerationApi:
             if not req.finished:
                 self.engine.abort(req.rid, message="Client disconnected")
 
-    def _native_json(self, req: Req, text: str, ids_json: str, now_wall: float) -> str:
+    def _native_json(self, req: Req, text_json: str, ids_json: str, now_wall: float) -> str:
         """The JSON of one /generate result or chunk, formatted directly: this is the hot path
-        of streaming, and json.dumps of the equivalent dict costs several times more."""
+        of streaming, and json.dumps of the equivalent dict costs several times more.
+        text_json is the text already as a JSON string, ids_json the ids without brackets."""
         fr = dumps(req.finish_reason) if req.finished else "null"
-        return (f'{{"text":{encode_str(text)},"output_ids":[{ids_json}],'
+        return (f'{{"text":{text_json},"output_ids":[{ids_json}],'
                 f'"meta_info":{{"id":{encode_str(req.rid)},"finish_reason":{fr},'
                 f'"prompt_tokens":{len(req.prompt_ids)},"weight_version":{self._weight_version},'
                 f'"num_retractions":0,"reasoning_tokens":0,'
                 f'"completion_tokens":{len(req.output_ids)},"cached_tokens":{req.cached_tokens},'
-                f'"e2e_latency":{round(now_wall - req.arrival_wall, 6)!r},'
+                f'"e2e_latency":{now_wall - req.arrival_wall!r},'
                 f'"response_sent_to_client_ts":{now_wall!r}}}}}')
 
     def _fault_response(self, fault: str | None):
         if fault == "error":
             # An unhandled exception in a FastAPI handler.
-            return web.Response(status=500, text="Internal Server Error")
+            return Response(status=500, text="Internal Server Error")
         return None
 
-    async def _stream(self, request: web.Request, reqs: list[Req], waker: Waker,
-                      chunk_of, tail=None) -> web.StreamResponse:
+    async def _stream(self, request: Request, reqs: list[Req], waker: Waker,
+                      chunk_of, tail=None) -> StreamResponse:
         """Send chunk_of(req, final, n_sent) at most every stream_interval tokens per request,
         then the tail events and `data: [DONE]`.
 
         This runs once per token per stream, so it is kept lean: chunks that are ready
         together go out in one write, and the last chunk, [DONE] and the end of the chunked
         body share the final write."""
-        resp = web.StreamResponse(status=200, headers=SSE_HEADERS)
+        resp = StreamResponse(status=200, headers=SSE_HEADERS)
         await resp.prepare(request)
         write = resp.write
         now = asyncio.get_running_loop().time
         lag_add = self.engine.send_lag.add
         default_interval = self.cfg.stream_interval
-        if len(reqs) == 1 and tail is None:
-            # The common case, kept to the fewest steps per token.
-            req = reqs[0]
-            interval = req.params.stream_interval or default_interval
-            sent = 0
-            try:
-                while not req.finished:
-                    n = len(req.output_ids)
-                    if n - sent >= interval:
-                        data = chunk_of(req, False, sent)
-                        sent = n
-                        if data is not None:
-                            await write(data.encode())
-                            lag_add(now() - req.last_model_t)
-                    else:
-                        await waker.wait()
-                data = chunk_of(req, True, sent) or ""
-                await resp.write_eof((data + "data: [DONE]\n\n").encode())
-                if req.output_ids:
-                    lag_add(now() - req.last_model_t)
-            except (ConnectionError, asyncio.CancelledError):
-                self._abort_unfinished(reqs)
-                raise
-            return resp
+        if len(reqs) == 1:
+            return await self._stream_one(resp, reqs[0], waker, chunk_of, tail)
         pending = list(range(len(reqs)))
         sent = [0] * len(reqs)
         out: list[str] = []
@@ -239,11 +265,44 @@ class GenerationApi:
             raise
         return resp
 
+    async def _stream_one(self, resp: StreamResponse, req: Req, waker: Waker, chunk_of,
+                          tail) -> StreamResponse:
+        """The stream of a single request, the common case: the engine writes each chunk
+        itself (see DirectStream), and this handler only wakes when the request ends or the
+        client goes away, to write the last chunk, the tail events and [DONE]."""
+        lag_add = self.engine.send_lag.add
+        now = asyncio.get_running_loop().time
+        direct = DirectStream(req, waker, resp, chunk_of,
+                              req.params.stream_interval or self.cfg.stream_interval,
+                              lag_add, now)
+        req.waker = direct
+        try:
+            direct.wake()  # tokens made before the stream was set up, if any
+            while not req.finished:
+                await waker.wait()
+                if direct.error is not None:
+                    raise direct.error
+                if not resp.writable:
+                    raise ConnectionResetError("client disconnected")
+            out = [chunk_of(req, True, direct.sent) or ""]
+            if tail is not None:
+                out.extend(tail())
+            out.append("data: [DONE]\n\n")
+            await resp.write_eof("".join(out).encode())
+            if req.output_ids:
+                lag_add(now() - req.last_model_t)
+        except (ConnectionError, asyncio.CancelledError):
+            # The client went away: SGLang aborts the request (create_abort_task).
+            req.waker = waker
+            self._abort_unfinished([req])
+            raise
+        return resp
+
     # ---- /generate ------------------------------------------------------------------------
-    async def generate(self, request: web.Request) -> web.StreamResponse:
+    async def generate(self, request: Request) -> StreamResponse:
         return await self._guarded(request, self._generate(request))
 
-    async def _generate(self, request: web.Request) -> web.StreamResponse:
+    async def _generate(self, request: Request) -> StreamResponse:
         body = await self._body(request, openai=False)
         text, input_ids = body.get("text"), body.get("input_ids")
         if text is None and input_ids is None and body.get("input_embeds") is None:
@@ -307,7 +366,8 @@ class GenerationApi:
                 self._abort_unfinished(reqs)
                 raise
             now = time.time()
-            outs = [self._native_json(r, r.text, ",".join(map(str, r.output_ids)), now)
+            outs = [self._native_json(r, encode_str(r.text), ",".join(map(str, r.output_ids)),
+                                      now)
                     for r in reqs]
             text = "[" + ",".join(outs) + "]" if (batch or multi) else outs[0]
             return await self._send_text(request, text)
@@ -315,24 +375,39 @@ class GenerationApi:
         return await self._stream(request, reqs, waker, chunk_of)
 
     def native_chunker(self, reqs: list[Req], with_index: bool):
-        """chunk_of(req, final, n_sent) for /generate streams."""
+        """chunk_of(req, final, n_sent) for /generate streams.
+
+        Runs once per token per stream. A cumulative chunk repeats all the text and ids so
+        far, so their JSON is kept per request and extended by the new tokens instead of
+        being rebuilt; only a final chunk, whose text may have lost a matched stop string,
+        is built afresh."""
         incremental = self.cfg.incremental_streaming_output
-        text_sent: dict[int, int] = {}
-        # Cumulative chunks repeat every id so far: their JSON is extended, not rebuilt.
-        ids_json: dict[int, str] = {}
+        # id(req) -> [characters of req.text covered, their JSON body, the ids' JSON]
+        sofar: dict[int, list] = {}
 
         def chunk_of(req: Req, final: bool, n_sent: int) -> str:
-            new_ids = ",".join(map(str, req.output_ids[n_sent:]))
+            out_ids = req.output_ids
+            new = len(out_ids) - n_sent
+            new_ids = str(out_ids[-1]) if new == 1 else ",".join(map(str, out_ids[n_sent:]))
+            state = sofar.get(id(req))
+            if state is None:
+                state = sofar[id(req)] = [0, "", ""]
+            covered, body, ids = state
+            text = req.text
             if incremental:
-                start = text_sent.get(id(req), 0)
-                txt, ids = req.text[start:], new_ids
-                text_sent[id(req)] = len(req.text)
+                text_json = encode_str(text[covered:])
+                state[0] = len(text)
+                ids = new_ids
             else:
-                prev = ids_json.get(id(req))
-                ids = new_ids if not prev else (prev + "," + new_ids if new_ids else prev)
-                ids_json[id(req)] = ids
-                txt = req.text
-            out = self._native_json(req, txt, ids, time.time())
+                if final or len(text) < covered:
+                    text_json = encode_str(text)
+                else:
+                    body += encode_str(text[covered:])[1:-1]
+                    text_json = f'"{body}"'
+                    state[0], state[1] = len(text), body
+                ids = ids + "," + new_ids if ids and new_ids else ids or new_ids
+                state[2] = ids
+            out = self._native_json(req, text_json, ids, time.time())
             if with_index:
                 out = f'{out[:-1]},"index":{reqs.index(req)}}}'
             return f"data: {out}\n\n"
@@ -388,10 +463,10 @@ class GenerationApi:
         except ValueError as exc:
             raise openai_error(str(exc)) from None
 
-    async def completions(self, request: web.Request) -> web.StreamResponse:
+    async def completions(self, request: Request) -> StreamResponse:
         return await self._guarded(request, self._completions(request))
 
-    async def _completions(self, request: web.Request) -> web.StreamResponse:
+    async def _completions(self, request: Request) -> StreamResponse:
         body = await self._body(request, openai=True)
         prompt = body.get("prompt")
         if prompt is None:
@@ -479,10 +554,10 @@ class GenerationApi:
                                     "usage": self._usage(reqs)}) + "\n\n"
         return tail
 
-    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+    async def chat_completions(self, request: Request) -> StreamResponse:
         return await self._guarded(request, self._chat(request))
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    async def _chat(self, request: Request) -> StreamResponse:
         body = await self._body(request, openai=True)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(

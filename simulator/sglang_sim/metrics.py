@@ -42,14 +42,20 @@ class Histogram:
         self.sum += value * times
         self.count += times
 
-    def render(self, name: str, labels: dict[str, str], out: list[str]) -> None:
-        acc = 0
-        for bound, n in zip(self.bounds + [float("inf")], self.counts):
-            acc += n
-            out.append(f"{name}_bucket{labelstr({**labels, 'le': fmt(bound)})} {fmt(acc)}\n")
+    def series(self, name: str, labels: dict[str, str]) -> list[str]:
+        """The start of each line this histogram renders to, up to its value."""
+        out = [f"{name}_bucket{labelstr({**labels, 'le': fmt(bound)})} "
+               for bound in self.bounds + [float("inf")]]
         ls = labelstr(labels)
-        out.append(f"{name}_sum{ls} {fmt(self.sum)}\n")
-        out.append(f"{name}_count{ls} {fmt(self.count)}\n")
+        return out + [f"{name}_sum{ls} ", f"{name}_count{ls} "]
+
+    def values(self) -> list[float]:
+        """The values of those lines: cumulative bucket counts, then the sum and the count."""
+        out, acc = [], 0
+        for n in self.counts:
+            acc += n
+            out.append(acc)
+        return out + [self.sum, self.count]
 
 
 class Metrics:
@@ -66,6 +72,7 @@ class Metrics:
         self.e2e = Histogram(bucket_e2e or BUCKETS_E2E)
         self.tpot = Histogram(bucket_itl or BUCKETS_ITL)
         self.queue_time = Histogram(BUCKETS_QUEUE)
+        self.layout: tuple[str, list[str]] | None = None  # see render()
 
 
 GAUGES = (
@@ -98,22 +105,38 @@ HISTOGRAMS = (
 )
 
 
-def render(metrics: Metrics, gauges: dict[str, float], model_name: str) -> str:
+def _layout(metrics: Metrics, model_name: str) -> list[str]:
+    """The text of every line up to its value (HELP and TYPE lines included), in order. It
+    never changes for a process, so it is built once; a scrape only formats the values."""
     # Scheduler series carry the rank labels of SGLang 0.5.x; tokenizer series only the model.
     sched = {"engine_type": "unified", "model_name": model_name, "moe_ep_rank": "0",
              "pp_rank": "0", "tp_rank": "0"}
     tok = {"model_name": model_name}
+
+    def header(name: str, doc: str, kind: str) -> str:
+        return f"# HELP sglang:{name} {doc}\n# TYPE sglang:{name} {kind}\n"
+
     out: list[str] = []
     for name, doc in GAUGES:
-        out.append(f"# HELP sglang:{name} {doc}\n# TYPE sglang:{name} gauge\n")
-        out.append(f"sglang:{name}{labelstr(sched)} {fmt(gauges[name])}\n")
-    for name, doc, attr in COUNTERS:
-        out.append(f"# HELP sglang:{name} {doc}\n# TYPE sglang:{name} counter\n")
-        out.append(f"sglang:{name}{labelstr(tok)} {fmt(getattr(metrics, attr))}\n")
-    for name, doc, attr in HISTOGRAMS:
-        out.append(f"# HELP sglang:{name} {doc}\n# TYPE sglang:{name} histogram\n")
-        getattr(metrics, attr).render(f"sglang:{name}", tok, out)
-    out.append("# HELP sglang:queue_time_seconds Histogram of queueing time in seconds.\n"
-               "# TYPE sglang:queue_time_seconds histogram\n")
-    metrics.queue_time.render("sglang:queue_time_seconds", sched, out)
-    return "".join(out)
+        out.append(f"{header(name, doc, 'gauge')}sglang:{name}{labelstr(sched)} ")
+    for name, doc, _ in COUNTERS:
+        out.append(f"{header(name, doc, 'counter')}sglang:{name}{labelstr(tok)} ")
+    histograms = [(name, doc, getattr(metrics, attr), tok) for name, doc, attr in HISTOGRAMS]
+    histograms.append(("queue_time_seconds", "Histogram of queueing time in seconds.",
+                       metrics.queue_time, sched))
+    for name, doc, hist, labels in histograms:
+        lines = hist.series(f"sglang:{name}", labels)
+        lines[0] = header(name, doc, "histogram") + lines[0]
+        out.extend(lines)
+    return out
+
+
+def render(metrics: Metrics, gauges: dict[str, float], model_name: str) -> str:
+    if metrics.layout is None or metrics.layout[0] != model_name:
+        metrics.layout = (model_name, _layout(metrics, model_name))
+    values: list[float] = [gauges[name] for name, _ in GAUGES]
+    values += [getattr(metrics, attr) for _, _, attr in COUNTERS]
+    for _, _, attr in HISTOGRAMS:
+        values += getattr(metrics, attr).values()
+    values += metrics.queue_time.values()
+    return "".join([f"{line}{fmt(value)}\n" for line, value in zip(metrics.layout[1], values)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import json
 import logging
@@ -14,12 +15,17 @@ import time
 import uuid
 from array import array
 
-from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
-
 from sglang_sim import SGLANG_VERSION, __version__, api
 from sglang_sim.args import FAULT_MODES
 from sglang_sim.engine import Engine, Req, SamplingParams
+from sglang_sim.httpd import (
+    App,
+    HTTPMethodNotAllowed,
+    HTTPNotFound,
+    HttpServer,
+    Request,
+    Response,
+)
 from sglang_sim.metrics import Metrics, render
 
 log = logging.getLogger("sglang_sim")
@@ -39,11 +45,11 @@ def dumps(obj) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-def json_response(obj, status: int = 200) -> web.Response:
-    return web.Response(text=dumps(obj), status=status, content_type="application/json")
+def json_response(obj, status: int = 200) -> Response:
+    return Response(text=dumps(obj), status=status, content_type="application/json")
 
 
-def openai_error(message: str, status: int = 400, etype: str = "BadRequestError") -> web.Response:
+def openai_error(message: str, status: int = 400, etype: str = "BadRequestError") -> Response:
     return json_response({"object": "error", "message": message, "type": etype, "param": None,
                           "code": status}, status)
 
@@ -194,9 +200,8 @@ class Server:
         return None
 
     # ---- the application ----------------------------------------------------------------
-    def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=256 * 1024 * 1024,
-                              middlewares=[self.hang_mw, self.errors_mw, self.auth_mw])
+    def make_app(self) -> App:
+        app = App(middlewares=[self.hang_mw, self.errors_mw, self.auth_mw])
         r = app.router
         r.add_get("/health", self.health)
         r.add_get("/health_generate", self.health)
@@ -228,28 +233,25 @@ class Server:
             r.add_post("/_sim/reset_stats", self.sim_reset_stats)
         return app
 
-    @web.middleware
-    async def hang_mw(self, request: web.Request, handler):
+    async def hang_mw(self, request: Request, handler):
         # A wedged GPU: connections are accepted and nothing is ever answered. The /_sim/ API
         # stays reachable so a test can end the fault.
         if self.fault.mode == "hang" and not request.path.startswith("/_sim/"):
             await self._unhang.wait()
         return await handler(request)
 
-    @web.middleware
-    async def errors_mw(self, request: web.Request, handler):
+    async def errors_mw(self, request: Request, handler):
         # FastAPI's bodies for routing errors.
         try:
             return await handler(request)
-        except web.HTTPNotFound:
+        except HTTPNotFound:
             return json_response({"detail": "Not Found"}, 404)
-        except web.HTTPMethodNotAllowed:
+        except HTTPMethodNotAllowed:
             return json_response({"detail": "Method Not Allowed"}, 405)
         except BadJson as exc:
             return openai_error(str(exc), 400, "Bad Request")
 
-    @web.middleware
-    async def auth_mw(self, request: web.Request, handler):
+    async def auth_mw(self, request: Request, handler):
         cfg = self.cfg
         path = request.path
         if (cfg.api_key or cfg.admin_api_key) and request.method != "OPTIONS" \
@@ -263,14 +265,14 @@ class Server:
         return await handler(request)
 
     # ---- health ---------------------------------------------------------------------------
-    async def health(self, request: web.Request) -> web.Response:
+    async def health(self, request: Request) -> Response:
         if self.draining:
             log.info("Health check request received during shutdown. Returning 503.")
-            return web.Response(status=503)
+            return Response(status=503)
         if self.status == "starting":
-            return web.Response(status=503)
+            return Response(status=503)
         if request.path == "/health" and not self.health_generation:
-            return web.Response(status=200)
+            return Response(status=200)
         loop = asyncio.get_running_loop()
         tic = loop.time()
         probe = Req(f"HEALTH_CHECK_{uuid.uuid4().hex}", array("i", [0]),
@@ -284,28 +286,28 @@ class Server:
                 if self.status == "unhealthy":
                     log.info("Health check passed again; server is healthy.")
                 self.status = "up"
-                return web.Response(status=200)
+                return Response(status=200)
             if self.draining:
-                return web.Response(status=503)
+                return Response(status=503)
             if poll == 0:
                 await asyncio.sleep(0.001)
         log.error("Health check failed. Server couldn't get a response from detokenizer for "
                   "last %s seconds.", int(self.health_timeout))
         self.status = "unhealthy"
-        return web.Response(status=503)
+        return Response(status=503)
 
     def _ready(self) -> bool:
         return self.status == "up" and not self.draining and not self.engine.paused
 
-    async def ready(self, request: web.Request) -> web.Response:
-        return web.Response(status=200 if self._ready() else 503)
+    async def ready(self, request: Request) -> Response:
+        return Response(status=200 if self._ready() else 503)
 
-    async def ping(self, request: web.Request) -> web.Response:
+    async def ping(self, request: Request) -> Response:
         ok = self.status == "up" and not self.draining
-        return web.Response(status=200 if ok else 503)
+        return Response(status=200 if ok else 503)
 
     # ---- info -----------------------------------------------------------------------------
-    async def model_info(self, request: web.Request) -> web.Response:
+    async def model_info(self, request: Request) -> Response:
         if request.path == "/get_model_info":
             log.warning("Endpoint '/get_model_info' is deprecated and will be removed in a "
                         "future version. Please use '/model_info' instead.")
@@ -340,7 +342,7 @@ class Server:
             "effective_max_running_requests_per_dp": cfg.max_running_requests // cfg.dp_size,
         }
 
-    async def server_info(self, request: web.Request) -> web.Response:
+    async def server_info(self, request: Request) -> Response:
         if request.path == "/get_server_info":
             log.warning("Endpoint '/get_server_info' is deprecated and will be removed in a "
                         "future version. Please use '/server_info' instead.")
@@ -375,13 +377,13 @@ class Server:
         return {"num_running_reqs": e.num_running, "num_waiting_reqs": e.num_waiting,
                 "num_used_tokens": e.used_tokens()}
 
-    async def get_load(self, request: web.Request) -> web.Response:
+    async def get_load(self, request: Request) -> Response:
         load = self._load()
         return json_response([{"dp_rank": 0, "num_reqs": load["num_running_reqs"],
                                "num_waiting_reqs": load["num_waiting_reqs"],
                                "num_tokens": load["num_used_tokens"]}])
 
-    async def v1_loads(self, request: web.Request) -> web.Response:
+    async def v1_loads(self, request: Request) -> Response:
         cfg = self.cfg
         e = self.engine
         load = self._load()
@@ -400,7 +402,7 @@ class Server:
             }],
         })
 
-    async def models(self, request: web.Request) -> web.Response:
+    async def models(self, request: Request) -> Response:
         return json_response({"object": "list", "data": [self._card()]})
 
     def _card(self) -> dict:
@@ -408,7 +410,7 @@ class Server:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "sglang",
                 "root": name, "parent": None, "max_model_len": self.cfg.context_length}
 
-    async def model_card(self, request: web.Request) -> web.Response:
+    async def model_card(self, request: Request) -> Response:
         model = request.match_info["model"]
         if model != self.cfg.served_model_name:
             return json_response({"error": {"message": f"The model '{model}' does not exist",
@@ -417,28 +419,28 @@ class Server:
         return json_response(self._card())
 
     # ---- admin-level SGLang routes ----------------------------------------------------------
-    async def flush_cache(self, request: web.Request) -> web.Response:
+    async def flush_cache(self, request: Request) -> Response:
         ok = self.engine.flush_cache()
         if ok:
             log.info("Cache flushed successfully!")
-        return web.Response(text=FLUSH_BODY, status=200 if ok else 400)
+        return Response(text=FLUSH_BODY, status=200 if ok else 400)
 
-    async def abort_request(self, request: web.Request) -> web.Response:
+    async def abort_request(self, request: Request) -> Response:
         body = await read_json(request)
         if not isinstance(body, dict):
             return openai_error("request body must be a JSON object", 400, "Bad Request")
         self.engine.abort(body.get("rid"), bool(body.get("abort_all")))
-        return web.Response(status=200)
+        return Response(status=200)
 
-    async def pause_generation(self, request: web.Request) -> web.Response:
+    async def pause_generation(self, request: Request) -> Response:
         self.engine.set_paused(True)
         return json_response({"message": "Generation paused successfully.", "status": "ok"})
 
-    async def continue_generation(self, request: web.Request) -> web.Response:
+    async def continue_generation(self, request: Request) -> Response:
         self.engine.set_paused(False)
         return json_response({"message": "Generation continued successfully.", "status": "ok"})
 
-    async def prometheus(self, request: web.Request) -> web.Response:
+    async def prometheus(self, request: Request) -> Response:
         cfg = self.cfg
         e = self.engine
         now = asyncio.get_running_loop().time()
@@ -453,11 +455,11 @@ class Server:
             "context_len": cfg.context_length,
         }
         text = render(self.metrics, gauges, cfg.served_model_name)
-        return web.Response(text=text, content_type="text/plain", charset="utf-8",
+        return Response(text=text, content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})
 
     # ---- the simulator's own API ----------------------------------------------------------
-    async def sim_state(self, request: web.Request) -> web.Response:
+    async def sim_state(self, request: Request) -> Response:
         e = self.engine
         usage = os.times()
         return json_response({
@@ -474,12 +476,12 @@ class Server:
                          "send_lag": e.send_lag.percentiles()},
         })
 
-    async def sim_reset_stats(self, request: web.Request) -> web.Response:
+    async def sim_reset_stats(self, request: Request) -> Response:
         self.engine.step_lag.reset()
         self.engine.send_lag.reset()
         return await self.sim_state(request)
 
-    async def sim_fault(self, request: web.Request) -> web.Response:
+    async def sim_fault(self, request: Request) -> Response:
         body = await read_json(request)
         if not isinstance(body, dict):
             return json_response({"error": "request body must be a JSON object"}, 400)
@@ -522,7 +524,7 @@ def _redact_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def _has_token(request: web.Request, expected: str) -> bool:
+def _has_token(request: Request, expected: str) -> bool:
     header = request.headers.get("Authorization")
     if header:
         parts = header.split(" ", 1)
@@ -537,7 +539,7 @@ class BadJson(Exception):
     pass
 
 
-async def read_json(request: web.Request):
+async def read_json(request: Request):
     raw = await request.read()
     try:
         return json.loads(raw)
@@ -554,18 +556,11 @@ def crash(code: int) -> None:
     os._exit(code)
 
 
-class AccessLogger(AbstractAccessLogger):
-    """uvicorn's access log line."""
-
-    def log(self, request, response, time):
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        addr = f"{peer[0]}:{peer[1]}" if peer and len(peer) >= 2 else "-"
-        self.logger.info('%s - "%s %s HTTP/%d.%d" %d %s', addr, request.method, request.path_qs,
-                         request.version.major, request.version.minor, response.status,
-                         response.reason)
-
-
 def setup_logging(cfg: Config) -> None:
+    # Every request writes an access line; these record fields are never printed, and looking
+    # up the caller's frame, thread and process for each line is most of a record's cost.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     fmt = logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S")
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(fmt)
@@ -578,7 +573,6 @@ def setup_logging(cfg: Config) -> None:
     access_log.handlers[:] = [ahandler]
     access_log.setLevel(cfg.log_level_http.upper())
     access_log.propagate = False
-    logging.getLogger("aiohttp").setLevel(logging.WARNING)
 
 
 async def serve(cfg: Config) -> int:
@@ -635,19 +629,21 @@ async def serve(cfg: Config) -> int:
 
     engine_task = asyncio.ensure_future(server.engine.run())
     app = server.make_app()
-    http_level = logging.getLevelName(cfg.log_level_http.upper())
-    runner = web.AppRunner(app, handle_signals=False, access_log_class=AccessLogger,
-                           access_log=access_log if http_level <= logging.INFO else None,
-                           keepalive_timeout=5.0)
-    await runner.setup()
-    site = web.TCPSite(runner, cfg.host, cfg.port, backlog=1024)
+    http_server = HttpServer(app, access_log)
     try:
-        await site.start()
+        await http_server.start(cfg.host, cfg.port, backlog=1024)
     except OSError as exc:
         log.error("[Errno %s] error while attempting to bind on address (%r, %d): %s",
                   exc.errno, cfg.host, cfg.port, exc.strerror)
         return 1
     state["phase"] = "serving"
+    # Everything allocated so far lives as long as the process: keep the collector from
+    # walking it again and again. Requests make few reference cycles but many short-lived
+    # containers, and with hundreds of streams in flight each young-generation pass walks
+    # all of them: collect less often.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     log.info("Uvicorn running on http://%s:%d (Press CTRL+C to quit)", cfg.host, cfg.port)
 
     if cfg.sim_fault != "none":
@@ -684,9 +680,6 @@ async def serve(cfg: Config) -> int:
         if not server.inflight and server.engine.unfinished:
             await asyncio.sleep(0.01)
     log.info("Shutting down")
-    try:
-        await asyncio.wait_for(runner.cleanup(), 5.0)
-    except TimeoutError:
-        pass
+    await http_server.close(5.0)
     engine_task.cancel()
     return 0

@@ -1,7 +1,8 @@
 """Starts the simulator as a real process on 127.0.0.1 and talks HTTP to it.
 
 SGLANG_SIM_PYTHON picks the interpreter that runs the simulator (default: this one), so the
-suite can also check the simulator under Debian's python3 + python3-aiohttp 3.8."""
+suite can also check the simulator under Debian's python3 (with or without python3-uvloop;
+SGLANG_SIM_UVLOOP=0 keeps asyncio's own loop)."""
 
 from __future__ import annotations
 

@@ -156,6 +156,29 @@ def test_stop_strings_and_stop_token_ids(shared_sim):
     assert out["output_ids"] == base["output_ids"][: base["output_ids"].index(stop_id) + 1]
 
 
+def test_streamed_text_matches_the_answer_through_newlines_and_a_trimmed_stop(shared_sim):
+    # Streamed chunks extend the text's JSON token by token; the output vocabulary has "\n"
+    # (escaped in JSON), and a matched stop string shortens the text at the end.
+    prompt = "a long streamed answer"
+    base = shared_sim.generate({"text": prompt, "sampling_params": greedy(60, ignore_eos=True)})
+    assert "\n" in base["text"]  # this prompt's answer has one: the test is about escaping
+    _, raw = shared_sim.stream("/generate", {"text": prompt, "stream": True,
+                                             "sampling_params": greedy(60, ignore_eos=True)})
+    chunks = sse_json(raw)
+    assert all(base["text"].startswith(c["text"]) for c in chunks)
+    assert chunks[-1]["text"] == base["text"]
+    assert chunks[-1]["output_ids"] == base["output_ids"]
+    stop = " " + base["text"].split()[20]
+    cut = base["text"].index(stop)
+    plain = shared_sim.generate({"text": prompt, "sampling_params": greedy(60, stop=stop)})
+    _, raw = shared_sim.stream("/generate", {"text": prompt, "stream": True,
+                                             "sampling_params": greedy(60, stop=stop)})
+    chunks = sse_json(raw)
+    assert plain["text"] == base["text"][:cut] == chunks[-1]["text"]
+    assert chunks[-1]["meta_info"]["finish_reason"] == {"type": "stop", "matched": stop}
+    assert all(base["text"].startswith(c["text"]) for c in chunks)
+
+
 def test_natural_eos_and_ignore_eos(shared_sim):
     out = shared_sim.generate({"text": "tell me a story", "sampling_params": greedy(1000)})
     fr = out["meta_info"]["finish_reason"]
