@@ -489,15 +489,8 @@ class GenerationApi:
         if early is not None:
             return early
         if not body.get("stream"):
-            choices = []
-            for req in reqs:
-                reason, matched = self._finish_fields(req)
-                choices.append({"index": req.index, "text": req.text, "logprobs": None,
-                                "finish_reason": reason, "matched_stop": matched})
-            return await self._send(request, {
-                "id": cid, "object": "text_completion", "created": created, "model": model,
-                "choices": choices, "usage": self._usage(reqs),
-                "metadata": {"weight_version": self.cfg.weight_version}})
+            return await self._openai_answer(request, reqs, cid, created, model,
+                                             "text_completion", lambda req: {"text": req.text})
         text_sent: dict[int, int] = {}
 
         def chunk_of(req: Req, final: bool, n_sent: int):
@@ -539,6 +532,19 @@ class GenerationApi:
             await self._wait_all(reqs, waker)
         return reqs, waker, model, cid, created, None
 
+    async def _openai_answer(self, request: Request, reqs: list[Req], cid: str, created: int,
+                             model: str, obj: str, content_of) -> Response:
+        """The non-streamed answer of both OpenAI routes: one choice per request, whose
+        content fields come from content_of(req)."""
+        choices = []
+        for req in reqs:
+            reason, matched = self._finish_fields(req)
+            choices.append({"index": req.index, **content_of(req), "logprobs": None,
+                            "finish_reason": reason, "matched_stop": matched})
+        return await self._send(request, {
+            "id": cid, "object": obj, "created": created, "model": model, "choices": choices,
+            "usage": self._usage(reqs), "metadata": {"weight_version": self.cfg.weight_version}})
+
     def _usage_tail(self, body: dict, reqs: list[Req], cid: str, created: int, model: str,
                     obj: str):
         opts = body.get("stream_options") or {}
@@ -570,18 +576,10 @@ class GenerationApi:
         if early is not None:
             return early
         if not body.get("stream"):
-            choices = []
-            for req in reqs:
-                reason, matched = self._finish_fields(req)
-                choices.append({"index": req.index,
-                                "message": {"role": "assistant", "content": req.text,
-                                            "reasoning_content": None, "tool_calls": None},
-                                "logprobs": None, "finish_reason": reason,
-                                "matched_stop": matched})
-            return await self._send(request, {
-                "id": cid, "object": "chat.completion", "created": created, "model": model,
-                "choices": choices, "usage": self._usage(reqs),
-                "metadata": {"weight_version": self.cfg.weight_version}})
+            return await self._openai_answer(
+                request, reqs, cid, created, model, "chat.completion",
+                lambda req: {"message": {"role": "assistant", "content": req.text,
+                                         "reasoning_content": None, "tool_calls": None}})
         text_sent: dict[int, int] = {}
 
         def chunk(req: Req, delta: dict, reason=None, matched=None) -> str:
