@@ -20,7 +20,7 @@ It answers just enough of the simulator's API for the benchmark client: `GET /me
 `num_queue_reqs` and `num_running_reqs` gauges), `GET /_sim/state` and
 `POST /_sim/reset_stats` (process CPU, streams finished, send lag). Listens on 127.0.0.1 only.
 
-Run: python stream_floor.py --port P --events FILE [--slots 64] [--step-ms 32.6]
+Run (sglang_sim importable, e.g. PYTHONPATH=simulator): python stream_floor.py --port P --events FILE [--slots 64] [--step-ms 32.6]
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ import json
 import os
 import signal
 from collections import deque
+
+# The simulator's own ring of lag samples, so both servers report send lag the same way.
+from sglang_sim.engine import LagRing
 
 HEADERS = (b"HTTP/1.1 200 OK\r\n"
            b"content-type: text/event-stream; charset=utf-8\r\n"
@@ -60,7 +63,7 @@ class Floor:
         self.waiting: deque[Stream] = deque()
         self.running: list[Stream] = []
         self.finished = 0
-        self.send_lag: list[float] = []
+        self.send_lag = LagRing()
         self.loop = asyncio.get_running_loop()
         self.next_step = self.loop.time() + step_s
         self.loop.call_at(self.next_step, self.step)
@@ -80,7 +83,7 @@ class Floor:
             body = self.events[s.sent]
             out = frame(body + DONE) + b"0\r\n\r\n" if s.sent == last else frame(body)
             t.write(HEADERS + out if s.sent == 0 else out)
-            self.send_lag.append(self.loop.time() - tick)
+            self.send_lag.add(self.loop.time() - tick)
             s.sent += 1
             if s.sent > last:
                 self.finished += 1
@@ -97,22 +100,14 @@ class Floor:
 
     def state(self, reset: bool) -> bytes:
         if reset:
-            self.send_lag.clear()
+            self.send_lag.reset()
         usage = os.times()
-        lag = sorted(self.send_lag[-8192:])
-
-        def pick(q: float):
-            return round(lag[min(len(lag) - 1, int(q * len(lag)))] * 1000, 3) if lag else None
-
         return json.dumps({
             "engine": {"requests_finished": self.finished},
             "overhead": {"cpu_seconds": usage.user + usage.system,
                          "cpu_user_seconds": usage.user, "cpu_system_seconds": usage.system,
-                         "send_lag": {"count": len(lag), "p50_ms": pick(0.5),
-                                      "p99_ms": pick(0.99),
-                                      "max_ms": round(lag[-1] * 1000, 3) if lag else None},
-                         "step_lag": {"count": 0, "p50_ms": None, "p99_ms": None,
-                                      "max_ms": None}}}).encode()
+                         "send_lag": self.send_lag.percentiles(),
+                         "step_lag": LagRing().percentiles()}}).encode()
 
 
 class Connection(asyncio.Protocol):

@@ -209,17 +209,17 @@ class GenerationApi:
         """Send chunk_of(req, final, n_sent) at most every stream_interval tokens per request,
         then the tail events and `data: [DONE]`.
 
-        This runs once per token per stream, so it is kept lean: chunks that are ready
-        together go out in one write, and the last chunk, [DONE] and the end of the chunked
-        body share the final write."""
+        One request goes to _stream_one. Several (a batch, n > 1) share this handler, which
+        wakes once per step: chunks that are ready together go out in one write, and the last
+        chunk, [DONE] and the end of the body share the final write."""
         resp = StreamResponse(status=200, headers=SSE_HEADERS)
         await resp.prepare(request)
+        if len(reqs) == 1:
+            return await self._stream_one(resp, reqs[0], waker, chunk_of, tail)
         write = resp.write
         now = asyncio.get_running_loop().time
         lag_add = self.engine.send_lag.add
         default_interval = self.cfg.stream_interval
-        if len(reqs) == 1:
-            return await self._stream_one(resp, reqs[0], waker, chunk_of, tail)
         pending = list(range(len(reqs)))
         sent = [0] * len(reqs)
         out: list[str] = []
@@ -252,13 +252,7 @@ class GenerationApi:
                     out_reqs.clear()
                 else:
                     await waker.wait()
-            if tail is not None:
-                out.extend(tail())
-            out.append("data: [DONE]\n\n")
-            await resp.write_eof("".join(out).encode())
-            t = now()
-            for req in out_reqs:
-                lag_add(t - req.last_model_t)
+            await self._end_stream(resp, out, tail, out_reqs)
         except (ConnectionError, asyncio.CancelledError):
             # The client went away: SGLang aborts the request (create_abort_task).
             self._abort_unfinished(reqs)
@@ -270,11 +264,9 @@ class GenerationApi:
         """The stream of a single request, the common case: the engine writes each chunk
         itself (see DirectStream), and this handler only wakes when the request ends or the
         client goes away, to write the last chunk, the tail events and [DONE]."""
-        lag_add = self.engine.send_lag.add
-        now = asyncio.get_running_loop().time
         direct = DirectStream(req, waker, resp, chunk_of,
                               req.params.stream_interval or self.cfg.stream_interval,
-                              lag_add, now)
+                              self.engine.send_lag.add, asyncio.get_running_loop().time)
         req.waker = direct
         try:
             direct.wake()  # tokens made before the stream was set up, if any
@@ -284,19 +276,27 @@ class GenerationApi:
                     raise direct.error
                 if not resp.writable:
                     raise ConnectionResetError("client disconnected")
-            out = [chunk_of(req, True, direct.sent) or ""]
-            if tail is not None:
-                out.extend(tail())
-            out.append("data: [DONE]\n\n")
-            await resp.write_eof("".join(out).encode())
-            if req.output_ids:
-                lag_add(now() - req.last_model_t)
+            await self._end_stream(resp, [chunk_of(req, True, direct.sent) or ""], tail,
+                                   [req] if req.output_ids else [])
         except (ConnectionError, asyncio.CancelledError):
             # The client went away: SGLang aborts the request (create_abort_task).
             req.waker = waker
             self._abort_unfinished([req])
             raise
         return resp
+
+    async def _end_stream(self, resp: StreamResponse, out: list[str], tail,
+                          sent_reqs: list[Req]) -> None:
+        """The final write of every stream: the chunks still pending in out, the tail events
+        and `data: [DONE]` go out with the end of the body; the send lag is recorded for the
+        requests whose tokens were in it."""
+        if tail is not None:
+            out.extend(tail())
+        out.append("data: [DONE]\n\n")
+        await resp.write_eof("".join(out).encode())
+        t = asyncio.get_running_loop().time()
+        for req in sent_reqs:
+            self.engine.send_lag.add(t - req.last_model_t)
 
     # ---- /generate ------------------------------------------------------------------------
     async def generate(self, request: Request) -> StreamResponse:

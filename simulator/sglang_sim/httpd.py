@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 log = logging.getLogger("sglang_sim.http")
 
@@ -44,6 +44,15 @@ def http_date() -> str:
         _date_cache[0] = now
         _date_cache[1] = email.utils.formatdate(now, usegmt=True)
     return _date_cache[1]
+
+
+def response_head(status: int, reason: str, headers: list[str], close: bool) -> bytes:
+    """The status line and headers of a response, as uvicorn writes them: date and server
+    first, then the response's own, then connection: close when the server will close."""
+    lines = [f"HTTP/1.1 {status} {reason}", f"date: {http_date()}", "server: uvicorn", *headers]
+    if close:
+        lines.append("connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 class HTTPException(Exception):
@@ -81,27 +90,18 @@ class Headers(dict):
 
 class Request:
     __slots__ = ("_body", "headers", "match_info", "method", "path", "path_qs", "protocol",
-                 "query_string", "version")
+                 "version")
 
     def __init__(self, method: str, target: str, version: tuple[int, int], headers: Headers,
                  body: bytes, protocol: Connection) -> None:
         self.method = method
         self.path_qs = target
-        path, _, self.query_string = target.partition("?")
-        self.path = unquote(path)
+        self.path = unquote(target.partition("?")[0])
         self.version = version
         self.headers = headers
         self._body = body
         self.protocol = protocol
         self.match_info: dict[str, str] = {}
-
-    @property
-    def transport(self) -> asyncio.Transport | None:
-        return self.protocol.transport
-
-    @property
-    def query(self) -> dict[str, str]:
-        return dict(parse_qsl(self.query_string, keep_blank_values=True))
 
     async def read(self) -> bytes:
         return self._body
@@ -120,7 +120,7 @@ class StreamResponse:
         self._conn: Connection | None = None
         self._head: bytes | None = None  # sent with the first body bytes: one write, not two
         self._length: int | None = None  # None: streamed
-        self._chunked = True  # a streamed body in the chunked transfer coding (HTTP/1.1)
+        self._chunked = False  # set by prepare(): streamed to an HTTP/1.1 client
         self._head_only = False
 
     @property
@@ -133,20 +133,16 @@ class StreamResponse:
         self._conn = conn = request.protocol
         conn.response = self
         self._head_only = request.method == "HEAD"
-        if self._length is None and request.version < (1, 1):
+        streamed = self._length is None
+        self._chunked = streamed and request.version >= (1, 1)
+        if streamed and not self._chunked:
             # HTTP/1.0 has no chunked coding: the body ends when the connection closes.
-            self._chunked = False
             conn.keep_alive = False
-        lines = [f"HTTP/1.1 {self.status} {self.reason}", f"date: {http_date()}",
-                 "server: uvicorn"]
-        if self._length is not None:
-            lines.append(f"content-length: {self._length}")
-        lines.extend(f"{k}: {v}" for k, v in self.headers.items())
+        headers = [f"content-length: {self._length}"] if not streamed else []
+        headers.extend(f"{k}: {v}" for k, v in self.headers.items())
         if self._chunked:
-            lines.append("transfer-encoding: chunked")
-        if not conn.keep_alive:
-            lines.append("connection: close")
-        self._head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            headers.append("transfer-encoding: chunked")
+        self._head = response_head(self.status, self.reason, headers, not conn.keep_alive)
         self.prepared = True
 
     def _send(self, data: bytes) -> None:
@@ -188,14 +184,15 @@ class StreamResponse:
         if self.eof_sent:
             return
         self.eof_sent = True
+        self._send(self._last_bytes(data))
+
+    def _last_bytes(self, data: bytes) -> bytes:
+        """What write_eof(data) sends: data framed as the body's end."""
         if self._head_only:
-            self._send(b"")
-        elif not self._chunked:
-            self._send(data)
-        elif data:
-            self._send(b"%x\r\n%b\r\n0\r\n\r\n" % (len(data), data))
-        else:
-            self._send(b"0\r\n\r\n")
+            return b""
+        if not self._chunked:
+            return data
+        return b"%x\r\n%b\r\n0\r\n\r\n" % (len(data), data) if data else b"0\r\n\r\n"
 
 
 class Response(StreamResponse):
@@ -205,7 +202,6 @@ class Response(StreamResponse):
                  content_type: str | None = None, charset: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(status, headers)
-        self._chunked = False
         if text is not None:
             charset = charset or "utf-8"
             content_type = content_type or "text/plain"
@@ -219,11 +215,8 @@ class Response(StreamResponse):
     async def write(self, data: bytes) -> None:
         raise RuntimeError("a Response has its body already; use a StreamResponse to stream")
 
-    async def write_eof(self, data: bytes = b"") -> None:
-        if self.eof_sent:
-            return
-        self.eof_sent = True
-        self._send(b"" if self._head_only else self.body)
+    def _last_bytes(self, data: bytes) -> bytes:
+        return b"" if self._head_only else self.body
 
 
 class Router:
@@ -267,29 +260,34 @@ class Router:
                     methods = candidates
                     break
         if methods is None:
-            return _raise(HTTPNotFound())
-        handler = methods.get(request.method)
-        if handler is None:
-            return _raise(HTTPMethodNotAllowed())
-        return handler
+            return _not_found
+        return methods.get(request.method, _method_not_allowed)
 
 
-def _raise(exc: HTTPException) -> Handler:
-    async def handler(request: Request) -> StreamResponse:
-        raise exc
-    return handler
+async def _not_found(request: Request) -> StreamResponse:
+    raise HTTPNotFound
+
+
+async def _method_not_allowed(request: Request) -> StreamResponse:
+    raise HTTPMethodNotAllowed
 
 
 class App:
     def __init__(self, middlewares: list[Middleware] | None = None) -> None:
         self.router = Router()
         self.middlewares = list(middlewares or [])
+        # Each handler wrapped in the middlewares once, not once per request.
+        self._chains: dict[Handler, Handler] = {}
 
     async def handle(self, request: Request) -> StreamResponse:
         handler = self.router.resolve(request)
-        for mw in reversed(self.middlewares):
-            handler = _bind(mw, handler)
-        return await handler(request)
+        chain = self._chains.get(handler)
+        if chain is None:
+            chain = handler
+            for mw in reversed(self.middlewares):
+                chain = _bind(mw, chain)
+            self._chains[handler] = chain
+        return await chain(request)
 
 
 def _bind(mw: Middleware, inner: Handler) -> Handler:
@@ -393,10 +391,10 @@ class Connection(asyncio.Protocol):
 
     def _reject(self, status: int) -> None:
         body = b"Invalid HTTP request received." if status == 400 else b""
-        self.transport.write(
-            b"HTTP/1.1 %d %b\r\ndate: %b\r\nserver: uvicorn\r\nconnection: close\r\n"
-            b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n\r\n%b"
-            % (status, _REASONS.get(status, "").encode(), http_date().encode(), len(body), body))
+        self.transport.write(response_head(
+            status, _REASONS.get(status, ""),
+            ["content-type: text/plain; charset=utf-8", f"content-length: {len(body)}"],
+            close=True) + body)
         self.transport.close()
         self.buf.clear()
 
