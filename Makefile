@@ -13,7 +13,7 @@ export ANSIBLE_NOCOLOR := true
 export PY_COLORS := 0
 export MOLECULE_NO_LOG := true
 
-.PHONY: help deps images lint sanity units sim-tests molecule molecule-node molecule-default \
+.PHONY: help deps images lint sanity units integration sim-tests molecule molecule-node molecule-default \
         molecule-docker-nvidia molecule-lb image-tests \
         test lab lab-down bench clean distclean
 
@@ -31,8 +31,8 @@ images: deps
 lint: deps
 	@echo "== ansible-lint (production profile)"
 	@ansible-lint --nocolor
-	@echo "== ruff (simulator, fixtures, benchmarks, scripts)"
-	@ruff check --quiet simulator tests/fixtures benchmarks scripts
+	@echo "== ruff (simulator, test harness and fixtures, benchmarks, scripts)"
+	@ruff check --quiet simulator tests/fixtures tests/harness tests/integration benchmarks scripts
 
 sanity: deps
 	@scripts/test-tree.sh sanity
@@ -41,6 +41,12 @@ units: deps
 	@echo "== unit tests (module_utils, modules, filters, fake Hub, fake NVIDIA tools)"
 	@cd .build/collections/ansible_collections/inferops/sglang && \
 	  python -m pytest -q -p no:cacheprovider tests/unit tests/fixtures/nvidia/tests
+
+# Real nginx, redis-server and redis-sentinel as private processes on 127.0.0.1.
+integration: deps
+	@echo "== integration tests (the LB configuration on nginx, Redis ACLs, Lua leases)"
+	@cd .build/collections/ansible_collections/inferops/sglang && \
+	  python -m pytest -q -p no:cacheprovider tests/integration
 
 sim-tests: deps
 	@echo "== simulator conformance tests"
@@ -64,7 +70,7 @@ molecule-lb: images
 
 molecule: molecule-node molecule-default molecule-docker-nvidia
 
-test: lint sanity units sim-tests image-tests molecule
+test: lint sanity units integration sim-tests image-tests molecule
 	@echo "make test: all checks passed"
 
 lab: images

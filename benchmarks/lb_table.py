@@ -14,7 +14,7 @@ This script reproduces that experiment on this machine, all on 127.0.0.1:
     SGLang's 503 "The request queue is full." (see docs/benchmarks.md for why these numbers);
   - a real nginx (Debian's /usr/sbin/nginx, run in the foreground as a child process) with the
     configuration the nginx_lb role deploys: its templates and the upstream files of
-    plugins/module_utils/_nginx_upstreams.py, rendered by benchmarks/lb_nginx.yml, with only
+    plugins/module_utils/_nginx_upstreams.py, rendered by tests/harness/render-lb.yml, with only
     addresses, ports, paths, and a benchmark API key with a rate limit too high to trigger;
   - a closed-loop user model like locust's: U users (default 50) started 5 per second as the
     seed's `--spawn-rate 5`, each sending the seed's request and then thinking 1 to 3 s.
@@ -59,7 +59,8 @@ import aiohttp
 from benchlib import free_port, pct
 
 ROOT = Path(__file__).resolve().parents[1]
-PLAYBOOK = ROOT / "benchmarks" / "lb_nginx.yml"
+sys.path.insert(0, str(ROOT))
+from tests.harness import lbrender  # the checkout's own harness, found through ROOT
 
 # The seed's locust task, byte for byte. SGLang reads max_new_tokens only inside
 # sampling_params and ignores unknown top-level keys, so this request runs with SGLang's
@@ -364,50 +365,17 @@ async def nginx_overhead(direct_url: str, lb_url: str, direct_headers: dict[str,
 
 def render_nginx(workdir: Path, pools: list[dict], listen_port: int, status_port: int,
                  lb_key: str, backend_key: str) -> Path:
-    """Render the role's configuration with benchmarks/lb_nginx.yml; return nginx.conf."""
-    playbook_bin = Path(sys.executable).with_name("ansible-playbook")
-    if not playbook_bin.exists():
-        found = shutil.which("ansible-playbook")
-        if not found:
-            raise RuntimeError("ansible-playbook not found (run `make deps`, then use "
-                               ".venv/bin/python)")
-        playbook_bin = Path(found)
-    if not (ROOT / ".build/collections/ansible_collections/inferops/sglang").exists():
-        raise RuntimeError("the collection is not linked under .build/collections "
-                           "(run `make deps` once)")
-    conf_dir = workdir / "conf"
-    variables = {
-        "inferops_bench_dir": str(workdir),
-        "nginx_lb_conf_dir": str(conf_dir),
+    """Render the role's configuration (tests/harness/render-lb.yml); return nginx.conf."""
+    return lbrender.render(workdir, {
         "nginx_lb_pools": pools,
-        "nginx_lb_listen_address": "127.0.0.1",
         "nginx_lb_listen_port": listen_port,
         "nginx_lb_stub_status_port": status_port,
-        # The rate limit stays in the request path (its cost is part of the overhead) but is
-        # set far above anything this benchmark sends.
+        # The limits stay in the request path (their cost is part of the overhead) but are set
+        # far above anything this benchmark sends.
         "nginx_lb_api_keys": [{"name": "bench", "key": lb_key, "rate": "100000r/s",
-                               "burst": 100000}],
+                               "burst": 100000, "max_concurrent": 100000}],
         "nginx_lb_backend_api_key": backend_key,
-        "nginx_lb_access_log": str(workdir / "access.log"),
-        "nginx_lb_pid_file": str(workdir / "nginx.pid"),
-        "nginx_lb_error_log": str(workdir / "error.log"),
-    }
-    vars_file = workdir / "vars.json"
-    fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(variables, out)
-    collections = os.pathsep.join(
-        [str(ROOT / ".build" / "collections"), str(ROOT / ".cache" / "collections")]
-        + [p for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p])
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_NOCOLOR="1",
-               ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="0")
-    done = subprocess.run([str(playbook_bin), "-i", "localhost,", str(PLAYBOOK),
-                           "-e", f"@{vars_file}"], check=False, cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
-    if done.returncode != 0:
-        raise RuntimeError("rendering the nginx_lb configuration failed:\n"
-                           + "\n".join(done.stdout.splitlines()[-25:]) + done.stderr[-2000:])
-    return workdir / "nginx.conf"
+    })
 
 
 def access_log_summary(log: Path, offset: int) -> tuple[dict[str, int], int, int]:

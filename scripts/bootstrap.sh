@@ -11,7 +11,9 @@ ROOT=$PWD
 log() { printf '[bootstrap] %s\n' "$*"; }
 
 need_pkgs=()
-for pkg in python3-venv debootstrap gnupg dpkg-dev apt-utils unzip curl make shellcheck; do
+# nginx-light, redis-server and redis-sentinel: the integration tests run them as private
+# processes on 127.0.0.1 (never the system services).
+for pkg in python3-venv debootstrap gnupg dpkg-dev apt-utils unzip curl make shellcheck nginx-light redis-server redis-sentinel; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -43,18 +45,18 @@ fi
 
 # Collections we depend on, from the ansible wheel (Galaxy is not reachable).
 COLL=$ROOT/.cache/collections
-if [ ! -f "$COLL/.ansible-$ANSIBLE_VERSION" ]; then
-  log "unpacking community.docker and ansible.posix from ansible==$ANSIBLE_VERSION"
+COLLECTIONS=(community/docker community/library_inventory_filtering_v1 ansible/posix community/crypto)
+coll_stamp="$COLL/.ansible-$ANSIBLE_VERSION-$(printf '%s\n' "${COLLECTIONS[@]}" | sha256sum | cut -c1-12)"
+if [ ! -f "$coll_stamp" ]; then
+  log "unpacking ${COLLECTIONS[*]} from ansible==$ANSIBLE_VERSION"
   mkdir -p .cache/wheels
   ls .cache/wheels/ansible-"$ANSIBLE_VERSION"-*.whl >/dev/null 2>&1 || \
     "$VENV/bin/pip" download -q --no-deps "ansible==$ANSIBLE_VERSION" -d .cache/wheels
   rm -rf "$COLL"; mkdir -p "$COLL"
-  unzip -qo .cache/wheels/ansible-"$ANSIBLE_VERSION"-*.whl \
-    'ansible_collections/community/docker/*' \
-    'ansible_collections/community/library_inventory_filtering_v1/*' \
-    'ansible_collections/ansible/posix/*' \
-    -d "$COLL"
-  touch "$COLL/.ansible-$ANSIBLE_VERSION"
+  patterns=()
+  for c in "${COLLECTIONS[@]}"; do patterns+=("ansible_collections/$c/*"); done
+  unzip -qo .cache/wheels/ansible-"$ANSIBLE_VERSION"-*.whl "${patterns[@]}" -d "$COLL"
+  touch "$coll_stamp"
 fi
 
 # This checkout, seen as ansible_collections/inferops/sglang (a symlink is enough for Ansible

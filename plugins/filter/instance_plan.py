@@ -52,6 +52,17 @@ options:
     description: Variable name used at the start of error messages.
     type: str
     default: sglang_deployments
+  version:
+    description:
+      - The SGLang release the instances run (C(sglang_version)); checked, and copied into every instance as
+        C(sglang_version) so what is built from the plan (the load balancer's health path) knows it.
+    type: str
+  known_models:
+    description:
+      - The model names the host's cache holds (C(model_cache_models[].name)). A deployment naming another model fails,
+        naming C(sglang_deployments[i].model). Not checked when omitted.
+    type: list
+    elements: str
 """
 
 EXAMPLES = r"""
@@ -130,6 +141,9 @@ _value:
       description: Passed through from the deployment.
       type: list
       elements: str
+    sglang_version:
+      description: The O(version) given, or null.
+      type: str
 """
 
 from ansible.errors import AnsibleFilterError
@@ -137,10 +151,11 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.inferops.sglang.plugins.module_utils._instance_plan import PlanError, plan_instances
 
 
-def sglang_instance_plan(deployments, gpus=None, container_port=30000, name_prefix="sglang", var_name="sglang_deployments"):
+def sglang_instance_plan(deployments, gpus=None, container_port=30000, name_prefix="sglang", var_name="sglang_deployments",
+                         version=None, known_models=None):
     try:
         return plan_instances(deployments, gpus=gpus, container_port=container_port, name_prefix=name_prefix,
-                              var_name=var_name)
+                              var_name=var_name, version=version, known_models=known_models)
     except PlanError as exc:
         raise AnsibleFilterError(str(exc))
 

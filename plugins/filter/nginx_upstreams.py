@@ -29,7 +29,7 @@ options:
         the request header a V(hash) pool balances on consistently), C(max_fails) (default 2), C(fail_timeout) (seconds,
         default 10), C(keepalive) (idle upstream connections per worker, default 32, 0 disables), C(keepalive_timeout)
         (seconds, default 4, keep it below the backend's own keep-alive of 5 s), C(keepalive_requests) (default 1000),
-        C(zone_size) (default V(64k)) and C(health_path) (backend readiness path, default V(/ready)).
+        C(zone_size) (default V(64k)) and C(health_path) (backend health path, default V(/health)).
       - Each server is a dictionary with C(address) (required, C(host:port) or C([ipv6]:port)), C(state) (default
         V(primary)), C(weight) (default 1) and C(max_conns) (default 0, unlimited).
     type: list

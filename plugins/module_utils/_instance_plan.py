@@ -31,6 +31,14 @@ Deployment keys (one dict per deployment, in ``sglang_deployments``):
     Extra ``launch_server`` arguments, passed through.
 ``served_model_name``
     Passed through (None when not set).
+``mode`` (default ``active_active``)
+    How the load balancer uses the deployment's pool: ``active_active`` (every healthy
+    instance is primary, least connections) or ``active_standby`` (one node's instances are
+    primary, the others Nginx ``backup``; the leader holds a lease in Redis).
+``failback`` (default ``off``), ``failback_hold_down`` (seconds, default 300)
+    ``auto``: a recovered preferred leader (the first node in the inventory with the pool)
+    takes the lease back through a checked switchover once it has been healthy for the
+    hold-down. Active-standby only.
 
 Memory arithmetic: SGLang's ``--mem-fraction-static`` is a fraction of the
 memory *free when the instance starts*. With k instances on a group and
@@ -44,11 +52,30 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.inferops.sglang.plugins.module_utils._sglang_api import ApiVersionError, api_profile
+
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 KNOWN_KEYS = frozenset((
     "name", "model", "base_port", "gpus", "tp_size", "instances_per_gpu", "instances",
-    "memory_fraction", "extra_args", "served_model_name",
+    "memory_fraction", "extra_args", "served_model_name", "mode", "failback", "failback_hold_down",
 ))
+MODES = ("active_active", "active_standby")
+FAILBACK = ("off", "auto")
+# Labels on every instance container: the role's clean-up and the HA agent find instances by them.
+LABELS = {
+    "managed": "inferops.sglang.managed",
+    "deployment": "inferops.sglang.deployment",
+    "pool": "inferops.sglang.pool",
+    "model": "inferops.sglang.model",
+    "gpus": "inferops.sglang.gpus",
+    "start_order": "inferops.sglang.start-order",
+}
+POOL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+def pool_name_for(deployment):
+    """The load balancer pool (and nginx upstream) a deployment becomes: dashes turn into underscores."""
+    return deployment.replace("-", "_")
 DEFAULT_MEMORY_FRACTION = 0.85
 # Below 1% of a GPU per instance there is no room for weights plus KV cache; such a
 # plan is a typo (instances_per_gpu: 100), not a layout.
@@ -120,6 +147,19 @@ def _validate_deployment(dep, path, host):
     name = dep["name"]
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise PlanError(path + ".name", "%r must match [a-z0-9-] (lower case, digits, inner dashes)" % (name,))
+    if not POOL_NAME_RE.match(pool_name_for(name)):
+        # The name becomes the load balancer's pool (nginx names): say so here, not later at the LB.
+        raise PlanError(path + ".name", "%r must start with a letter and have at most 32 characters: it becomes "
+                                        "the load balancer pool %r" % (name, pool_name_for(name)))
+    mode = dep.get("mode", "active_active")
+    if mode not in MODES:
+        raise PlanError(path + ".mode", "%r is not a mode (expected one of %s)" % (mode, ", ".join(MODES)))
+    failback = dep.get("failback", "off")
+    if failback not in FAILBACK:
+        raise PlanError(path + ".failback", "%r must be one of %s" % (failback, ", ".join(FAILBACK)))
+    if failback == "auto" and mode != "active_standby":
+        raise PlanError(path + ".failback", "auto only applies to mode active_standby")
+    hold_down = _int(dep.get("failback_hold_down", 300), path + ".failback_hold_down", minimum=0)
     model = dep["model"]
     if not isinstance(model, str) or not model.strip() or "/" in model or model in (".", ".."):
         raise PlanError(path + ".model", "%r must be the name of a directory in the model cache (no '/')" % (model,))
@@ -191,13 +231,25 @@ def _validate_deployment(dep, path, host):
     return {
         "name": name, "model": model, "tp_size": tp_size, "groups": groups, "count_per_group": count_per_group,
         "fraction": fraction, "share": share, "base_port": base_port, "extra_args": [str(a) for a in extra_args],
-        "served_model_name": served,
+        "served_model_name": served, "mode": mode, "failback": failback, "failback_hold_down": hold_down,
     }
 
 
 def plan_instances(deployments, gpus=None, container_port=30000, name_prefix="sglang",
-                   var_name="sglang_deployments", gpus_var="gpus"):
-    """Return the instance plan (list of dicts in start order). Raises PlanError."""
+                   var_name="sglang_deployments", gpus_var="gpus", version=None, known_models=None,
+                   models_var="model_cache_models"):
+    """Return the instance plan (list of dicts in start order). Raises PlanError.
+
+    ``version`` (the SGLang release the instances run) is checked and copied into every
+    instance, so what is built from the plan (the load balancer's health path) knows it.
+    ``known_models``, when given, is the list of model names the host's cache holds; a
+    deployment naming any other model is refused under its own variable path.
+    """
+    if version is not None:
+        try:
+            api_profile(version)
+        except ApiVersionError as exc:
+            raise PlanError("sglang_version", str(exc).split(": ", 1)[1])
     if deployments is None:
         deployments = []
     if not isinstance(deployments, list):
@@ -214,6 +266,9 @@ def plan_instances(deployments, gpus=None, container_port=30000, name_prefix="sg
     for dpos, dep in enumerate(deployments):
         path = "%s[%d]" % (var_name, dpos)
         spec = _validate_deployment(dep, path, host)
+        if known_models is not None and spec["model"] not in known_models:
+            raise PlanError(path + ".model", "%r is not one of %s (%s); the instances would find no model directory" % (
+                spec["model"], models_var, ", ".join(known_models) or "none"))
         if spec["name"] in names:
             raise PlanError(path + ".name", "deployment %r is already defined at %s" % (spec["name"], names[spec["name"]]))
         names[spec["name"]] = path
@@ -245,6 +300,11 @@ def plan_instances(deployments, gpus=None, container_port=30000, name_prefix="sg
                 planned.append({
                     "name": instance_name,
                     "deployment": spec["name"],
+                    "deployment_path": path,
+                    "pool": pool_name_for(spec["name"]),
+                    "mode": spec["mode"],
+                    "failback": spec["failback"],
+                    "failback_hold_down": spec["failback_hold_down"],
                     "model": spec["model"],
                     "served_model_name": spec["served_model_name"],
                     "host_port": port,
@@ -257,6 +317,7 @@ def plan_instances(deployments, gpus=None, container_port=30000, name_prefix="sg
                     "start_order": j,
                     "group": gpos,
                     "extra_args": list(spec["extra_args"]),
+                    "sglang_version": version,
                     "_key": (j, dpos, gpos),
                 })
                 ordinal += 1
@@ -264,6 +325,11 @@ def plan_instances(deployments, gpus=None, container_port=30000, name_prefix="sg
     planned.sort(key=lambda item: item["_key"])
     for item in planned:
         del item["_key"]
+        item["labels"] = {
+            LABELS["managed"]: "true", LABELS["deployment"]: item["deployment"], LABELS["pool"]: item["pool"],
+            LABELS["model"]: item["model"], LABELS["gpus"]: ",".join(item["device_ids"]),
+            LABELS["start_order"]: str(item["start_order"]),
+        }
     return planned
 
 

@@ -496,6 +496,14 @@ def _validate(ctx):
         if value is not None and (not isinstance(value, list) or not all(isinstance(p, str) and p for p in value)):
             raise FetchError(field, "must be a list of non-empty glob patterns")
     ctx["endpoint"] = resolve_endpoint(source, ctx.get("endpoint"))
+    if ctx.get("token") and source == "local":
+        raise FetchError("token", "a local source needs no token; leave it unset so it is sent nowhere")
+    if ctx.get("token") and urllib.parse.urlsplit(ctx["endpoint"]).scheme != "https" \
+            and not ctx.get("allow_insecure_token"):
+        # Anyone on the path could read it: refuse unless told in so many words.
+        raise FetchError("endpoint", "%s is plain HTTP and a token would be sent to it in clear; use https, or set "
+                                     "allow_insecure_token for a trusted private network"
+                         % public_endpoint(ctx["endpoint"]))
 
 
 def _local_matches(dest, path, remote, record, verify):
@@ -664,12 +672,13 @@ def _fetch_one(ctx, path, remote, open_at, stats, src_full=None):
 
 def fetch_model(source, dest, repo_id=None, revision=None, endpoint=None, token=None, allow_patterns=None,
                 ignore_patterns=None, src=None, verify=True, check_mode=False, timeout=60, max_workers=8,
-                retries=5, sleep=None):
+                retries=5, sleep=None, allow_insecure_token=False):
     """Bring ``dest`` to the requested snapshot. Returns a result dict (see the hf_model module's RETURN)."""
     ctx = {
         "source": source, "dest": dest, "repo_id": repo_id, "revision": revision, "endpoint": endpoint,
         "token": token, "allow_patterns": allow_patterns, "ignore_patterns": ignore_patterns, "src": src,
         "verify": verify, "timeout": timeout, "max_workers": max_workers, "retries": retries, "sleep": sleep,
+        "allow_insecure_token": allow_insecure_token,
     }
     try:
         return _run(ctx, check_mode)

@@ -33,14 +33,24 @@ POOL_DEFAULTS = {
     "keepalive_timeout": 4,
     "keepalive_requests": 1000,
     "zone_size": "64k",
-    "health_path": "/ready",
+    # Every SGLang 0.5.x serves it; the pools built from the GPU nodes' plans set the path their
+    # release has (plugins/module_utils/_sglang_api.py).
+    "health_path": "/health",
+    # How the HA agents drive the pool (plugins/module_utils/_ha.py); not rendered by nginx.
+    "mode": "active_active",
+    "failback": "off",
+    "failback_hold_down": 300,
 }
 SERVER_DEFAULTS = {
     "address": None,
     "state": "primary",
     "weight": 1,
     "max_conns": 0,
+    # Which GPU node and instance the server is (the HA agents' records); not rendered.
+    "node": None,
+    "instance": None,
 }
+MODES = ("active_active", "active_standby")
 
 _POOL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _HEADER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
@@ -164,6 +174,14 @@ def _normalize_pool(pool, field, errors):
         errors.append("{}.balance: unknown method {!r} (expected one of {})".format(field, balance, ", ".join(BALANCE_METHODS)))
     if balance == "hash" and (not isinstance(result["hash_header"], str) or not _HEADER_RE.match(result["hash_header"])):
         errors.append("{}.hash_header: {!r} is not a valid HTTP header name".format(field, result["hash_header"]))
+    if result["mode"] not in MODES:
+        errors.append("{}.mode: unknown mode {!r} (expected one of {})".format(field, result["mode"], ", ".join(MODES)))
+    elif result["mode"] == "active_standby" and balance != "least_conn":
+        errors.append(f"{field}.mode: active_standby puts the standby's servers in 'backup', which nginx refuses with "
+                      f"balance {balance!r}; use least_conn")
+    if result["failback"] not in ("off", "auto"):
+        errors.append("{}.failback: {!r} must be off or auto".format(field, result["failback"]))
+    _check_int(result["failback_hold_down"], field + ".failback_hold_down", 0, errors)
     _check_int(result["max_fails"], field + ".max_fails", 0, errors)
     _check_int(result["fail_timeout"], field + ".fail_timeout", 1, errors)
     _check_int(result["keepalive"], field + ".keepalive", 0, errors)

@@ -60,7 +60,14 @@ options:
       - Access token (Hugging Face token, or ModelScope SDK token). Needed for gated and private repositories.
       - The module never falls back to a token from the environment or a token file on the host, so what is
         fetched does not depend on who ran C(hf auth login) there.
+      - It is sent only to O(endpoint), and only over HTTPS unless O(allow_insecure_token=true); a local source refuses it.
     type: str
+  allow_insecure_token:
+    description:
+      - Allow sending O(token) to a plain C(http://) endpoint (a mirror on a trusted private network). Off, such a run
+        fails before any request, naming O(endpoint).
+    type: bool
+    default: false
   allow_patterns:
     description:
       - Only files matching at least one of these glob patterns (C(huggingface_hub) semantics; V(dir/) means
@@ -229,6 +236,7 @@ def main():
             src=dict(type="path"),
             endpoint=dict(type="str"),
             token=dict(type="str", no_log=True),
+            allow_insecure_token=dict(type="bool", default=False),
             allow_patterns=dict(type="list", elements="str"),
             ignore_patterns=dict(type="list", elements="str"),
             verify=dict(type="bool", default=True),
@@ -249,7 +257,8 @@ def main():
     try:
         result = fetch_model(
             source=p["source"], dest=p["dest"], repo_id=p["repo_id"], revision=p["revision"], endpoint=p["endpoint"],
-            token=p["token"], allow_patterns=p["allow_patterns"], ignore_patterns=p["ignore_patterns"], src=p["src"],
+            token=p["token"], allow_insecure_token=p["allow_insecure_token"], allow_patterns=p["allow_patterns"],
+            ignore_patterns=p["ignore_patterns"], src=p["src"],
             verify=p["verify"], check_mode=module.check_mode, timeout=p["timeout"], max_workers=p["max_workers"],
         )
     except MissingLibrary as exc:

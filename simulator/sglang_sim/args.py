@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import argparse
 
+from sglang_sim import SGLANG_VERSION
+
 FAULT_MODES = ("none", "hang", "crash", "slow", "error", "reject")
+# The SGLang releases whose HTTP surface the simulator can present (see README, "Versions").
+SGLANG_VERSIONS = ("0.5.6", "0.5.23")
 
 
 def _positive_int(text: str) -> int:
@@ -182,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit status of the 'crash' fault (default 1)")
     s.add_argument("--sim-admin", action="store_true",
                    help="serve the run-time fault and state API under /_sim/")
+    s.add_argument("--sim-version", choices=SGLANG_VERSIONS, default=SGLANG_VERSION,
+                   help="the SGLang release whose routes, auth exemptions and flags to present "
+                        "(default 0.5.23; 0.5.6 has no /ready, /v1/loads or --admin-api-key)")
     return p
 
 
@@ -203,6 +210,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("argument --sim-min-output-tokens/--sim-max-output-tokens: must be >= 0")
     if args.sim_max_output_tokens and args.sim_min_output_tokens > args.sim_max_output_tokens:
         parser.error("argument --sim-min-output-tokens: must be <= --sim-max-output-tokens")
+    if args.sim_version == "0.5.6" and args.admin_api_key is not None:
+        # 0.5.6 has no such flag; argparse would list the value too, which is a secret.
+        parser.error("unrecognized arguments: --admin-api-key")
     if args.tokenizer_worker_num > 1 and args.api_key:
         # SGLang asserts this at start.
         parser.error("argument --api-key: not supported with --tokenizer-worker-num > 1")

@@ -15,7 +15,7 @@ import time
 import uuid
 from array import array
 
-from sglang_sim import SGLANG_VERSION, __version__, api
+from sglang_sim import __version__, api
 from sglang_sim.args import FAULT_MODES
 from sglang_sim.engine import Engine, Req, SamplingParams
 from sglang_sim.httpd import (
@@ -31,8 +31,11 @@ from sglang_sim.metrics import Metrics, render
 log = logging.getLogger("sglang_sim")
 access_log = logging.getLogger("sglang_sim.access")
 
-# Paths that never need a key (SGLang: "to support k8s probes and Prometheus scraping").
-AUTH_EXEMPT = ("/health", "/ready", "/metrics")
+# Paths that never need a key (SGLang: "to support k8s probes and Prometheus scraping"), per
+# release: 0.5.6's middleware exempts /health and /metrics only (it has no /ready).
+AUTH_EXEMPT = {"0.5.6": ("/health", "/metrics"), "0.5.23": ("/health", "/ready", "/metrics")}
+# Health paths counted in /_sim/state, so a test can tell who probed how often.
+HEALTH_PATHS = ("/health", "/health_generate", "/ready")
 # Routes SGLang marks ADMIN_OPTIONAL: the admin key when one is set, else the API key.
 ADMIN_PATHS = ("/flush_cache", "/abort_request", "/pause_generation", "/continue_generation",
                "/_sim/")
@@ -154,6 +157,9 @@ class Server:
         self.exit_event = asyncio.Event()
         self.startup_time = time.time()
         self.created = int(self.startup_time)
+        # Evidence for tests: who probed health how often, and whether the cache was flushed.
+        self.health_checks = dict.fromkeys(HEALTH_PATHS, 0)
+        self.flushes = 0
         self.health_timeout = float(os.environ.get("SGLANG_HEALTH_CHECK_TIMEOUT", "20"))
         self.health_generation = os.environ.get(
             "SGLANG_ENABLE_HEALTH_ENDPOINT_GENERATION", "true").lower() not in ("0", "false", "no")
@@ -205,14 +211,17 @@ class Server:
         r = app.router
         r.add_get("/health", self.health)
         r.add_get("/health_generate", self.health)
-        r.add_get("/ready", self.ready)
+        newer = self.cfg.sim_version != "0.5.6"
+        if newer:
+            r.add_get("/ready", self.ready)
         r.add_get("/ping", self.ping)
         for path in ("/model_info", "/get_model_info"):
             r.add_get(path, self.model_info)
         for path in ("/server_info", "/get_server_info"):
             r.add_get(path, self.server_info)
         r.add_get("/get_load", self.get_load)
-        r.add_get("/v1/loads", self.v1_loads)
+        if newer:
+            r.add_get("/v1/loads", self.v1_loads)
         r.add_get("/v1/models", self.models)
         r.add_get("/v1/models/{model:.+}", self.model_card)
         for method in ("GET", "POST"):
@@ -255,7 +264,7 @@ class Server:
         cfg = self.cfg
         path = request.path
         if (cfg.api_key or cfg.admin_api_key) and request.method != "OPTIONS" \
-                and not path.startswith(AUTH_EXEMPT):
+                and not path.startswith(AUTH_EXEMPT[cfg.sim_version]):
             if path.startswith(ADMIN_PATHS):
                 expected = cfg.admin_api_key or cfg.api_key
             else:
@@ -266,6 +275,7 @@ class Server:
 
     # ---- health ---------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
+        self.health_checks[request.path] += 1
         if self.draining:
             log.info("Health check request received during shutdown. Returning 503.")
             return Response(status=503)
@@ -300,6 +310,7 @@ class Server:
         return self.status == "up" and not self.draining and not self.engine.paused
 
     async def ready(self, request: Request) -> Response:
+        self.health_checks[request.path] += 1
         return Response(status=200 if self._ready() else 503)
 
     async def ping(self, request: Request) -> Response:
@@ -353,7 +364,7 @@ class Server:
             "max_total_num_tokens": cfg.max_total_tokens,
             "max_req_input_len": cfg.context_length - 1,
             "internal_states": [self._internal_state(r) for r in range(cfg.dp_size)],
-            "version": SGLANG_VERSION,
+            "version": self.cfg.sim_version,
             "startup_time": self.startup_time,
             "launch_command": self.launch_command,
             "sim": {
@@ -389,7 +400,7 @@ class Server:
         load = self._load()
         now = asyncio.get_running_loop().time()
         return json_response({
-            "timestamp": time.time(), "version": SGLANG_VERSION, "accelerator": "cuda",
+            "timestamp": time.time(), "version": self.cfg.sim_version, "accelerator": "cuda",
             "num_accelerators": cfg.tp_size * cfg.dp_size,
             "loads": [{
                 "dp_rank": 0, **load, "num_total_tokens": cfg.max_total_tokens,
@@ -422,6 +433,7 @@ class Server:
     async def flush_cache(self, request: Request) -> Response:
         ok = self.engine.flush_cache()
         if ok:
+            self.flushes += 1
             log.info("Cache flushed successfully!")
         return Response(text=FLUSH_BODY, status=200 if ok else 400)
 
@@ -464,6 +476,8 @@ class Server:
         usage = os.times()
         return json_response({
             "status": self.status, "draining": self.draining, "paused": e.paused,
+            "version": self.cfg.sim_version, "startup_time": self.startup_time,
+            "health_checks": self.health_checks, "flushes": self.flushes,
             "fault": self.fault.as_dict(),
             "engine": {"running": e.num_running, "waiting": e.num_waiting,
                        "unfinished": e.unfinished, "used_tokens": e.used_tokens(),

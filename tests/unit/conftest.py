@@ -22,36 +22,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 FAKEHUB_DIR = os.path.join(REPO, "tests", "fixtures", "fakehub")
 
-
-def _ensure_collection_importable():
-    """Make ``ansible_collections.inferops.sglang`` importable however pytest was started.
-
-    The shell's logical working directory (PWD) keeps the symlinked
-    .build/collections/ansible_collections/inferops/sglang path that os.getcwd()
-    resolves away; without it, a private ansible_collections tree pointing at the
-    checkout is made.
-    """
-    try:
-        __import__("ansible_collections.inferops.sglang.plugins")
-        return
-    except ImportError:
-        pass
-    for candidate in (os.environ.get("PWD", ""), HERE):
-        parts = candidate.split(os.sep)
-        if "ansible_collections" in parts:
-            idx = len(parts) - 1 - parts[::-1].index("ansible_collections")
-            root = os.sep.join(parts[:idx]) or os.sep
-            if os.path.isdir(os.path.join(root, "ansible_collections", "inferops", "sglang", "plugins")):
-                sys.path.insert(0, root)
-                return
-    root = tempfile.mkdtemp(prefix="inferops-collections-")
-    os.makedirs(os.path.join(root, "ansible_collections", "inferops"))
-    os.symlink(REPO, os.path.join(root, "ansible_collections", "inferops", "sglang"))
-    sys.path.insert(0, root)
-
-
-_ensure_collection_importable()
-
 # huggingface_hub reads these at import: keep its cache, token file and telemetry away from
 # the machine's own (a token there must not make a "no token" test pass).
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="inferops-hf-home-")

@@ -246,4 +246,36 @@ def test_bad_filter_arguments(kwargs, message):
 
 def test_instance_names_too_long_for_containers_are_rejected():
     with pytest.raises(PlanError, match=r"^sglang_deployments\[0\]\.name: instance name .* is longer than 63"):
-        plan_instances([dep(name="x" * 60)], gpus(1))
+        plan_instances([dep(name="x" * 32)], gpus(1), name_prefix="p" * 30)
+
+
+@pytest.mark.parametrize("name", ["1chat", "x" * 33])
+def test_a_deployment_name_that_cannot_be_a_pool_is_refused_here(name):
+    with pytest.raises(PlanError, match=r"^sglang_deployments\[0\]\.name: .* it becomes the load balancer pool"):
+        plan_instances([dep(name=name)], gpus(1))
+
+
+def test_modes_are_checked_and_carried_into_the_plan():
+    plan = plan_instances([dep(name="chat-b", mode="active_standby", failback="auto")], gpus(1))
+    assert plan[0]["pool"] == "chat_b" and plan[0]["mode"] == "active_standby" and plan[0]["failback"] == "auto"
+    assert plan[0]["labels"]["inferops.sglang.pool"] == "chat_b"
+    with pytest.raises(PlanError, match=r"^sglang_deployments\[0\]\.mode: 'hot' is not a mode"):
+        plan_instances([dep(mode="hot")], gpus(1))
+    with pytest.raises(PlanError, match=r"^sglang_deployments\[0\]\.failback: auto only applies to mode active_standby"):
+        plan_instances([dep(failback="auto")], gpus(1))
+
+
+def test_version_is_checked_and_copied_into_every_instance():
+    deployments = [{"name": "chat", "model": "m", "base_port": 30001, "instances": 2, "gpus": []}]
+    plan = plan_instances(deployments, gpus=[], version="0.5.6")
+    assert [item["sglang_version"] for item in plan] == ["0.5.6", "0.5.6"]
+    with pytest.raises(PlanError, match=r"^sglang_version: 0\.4\.0 is not supported"):
+        plan_instances(deployments, gpus=[], version="0.4.0")
+
+
+def test_a_model_the_cache_does_not_hold_is_refused_under_the_deployment():
+    deployments = [{"name": "chat", "model": "tiny-chat", "base_port": 30001, "instances": 1, "gpus": []},
+                   {"name": "other", "model": "tiny-chta", "base_port": 30101, "instances": 1, "gpus": []}]
+    with pytest.raises(PlanError, match=r"^sglang_deployments\[1\]\.model: 'tiny-chta' is not one of model_cache_models \(tiny-chat\)"):
+        plan_instances(deployments, gpus=[], known_models=["tiny-chat"])
+    assert len(plan_instances(deployments, gpus=[], known_models=["tiny-chat", "tiny-chta"])) == 2

@@ -137,15 +137,36 @@ def test_hf_gated_without_token_fails_naming_token_before_writing(hub, tmp_path)
 
 def test_hf_gated_with_a_token_that_has_no_access(hub, tmp_path):
     with pytest.raises(FetchError) as err:
-        fetch_model("hf", str(tmp_path / "g"), repo_id="inferops/tiny-gated", endpoint=hub.url, token="hf_not_granted")
+        fetch_model("hf", str(tmp_path / "g"), repo_id="inferops/tiny-gated", endpoint=hub.url, token="hf_not_granted",
+                    allow_insecure_token=True)
     assert err.value.field == "token" and "refused" in str(err.value)
     assert "hf_not_granted" not in str(err.value)
+
+
+@pytest.mark.parametrize("source", ["hf", "modelscope"])
+def test_a_token_is_never_sent_over_plain_http_unless_allowed(hub, tmp_path, source):
+    before = hub.stats()
+    with pytest.raises(FetchError) as err:
+        fetch_model(source, str(tmp_path / "g"), repo_id="inferops/tiny-gated", endpoint=hub.url,
+                    token=hub.gated_token())
+    assert err.value.field == "endpoint" and "plain HTTP" in str(err.value) and "allow_insecure_token" in str(err.value)
+    assert hub.gated_token() not in str(err.value)
+    assert hub.stats() == before  # refused before any request
+
+
+def test_a_local_copy_refuses_a_token(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    with pytest.raises(FetchError) as err:
+        fetch_model("local", str(tmp_path / "d"), src=str(src), token="hf_something_secret")
+    assert err.value.field == "token" and "hf_something_secret" not in str(err.value)
 
 
 def test_hf_gated_with_token_works_and_the_token_is_nowhere(hub, tmp_path):
     dest = str(tmp_path / "gated")
     token = hub.gated_token()
-    res = fetch_model("hf", dest, repo_id="inferops/tiny-gated", endpoint=hub.url, token=token)
+    res = fetch_model("hf", dest, repo_id="inferops/tiny-gated", endpoint=hub.url, token=token,
+                      allow_insecure_token=True)
     assert res["changed"] is True and len(res["downloaded"]) == 5
     assert token not in json.dumps(res)
     for root, _dirs, names in os.walk(dest):
@@ -292,13 +313,14 @@ def test_modelscope_resumes_across_runs(hub, tmp_path):
 ])
 def test_modelscope_gated(hub, tmp_path, token, message):
     with pytest.raises(FetchError) as err:
-        fetch_model("modelscope", str(tmp_path / "g"), repo_id="inferops/tiny-gated", endpoint=hub.url, token=token)
+        fetch_model("modelscope", str(tmp_path / "g"), repo_id="inferops/tiny-gated", endpoint=hub.url, token=token,
+                    allow_insecure_token=True)
     assert str(err.value).startswith(message) and "wrong-token" not in str(err.value)
 
 
 def test_modelscope_gated_with_token(hub, tmp_path):
     res = fetch_model("modelscope", str(tmp_path / "g"), repo_id="inferops/tiny-gated", endpoint=hub.url,
-                      token=hub.gated_token())
+                      token=hub.gated_token(), allow_insecure_token=True)
     assert res["changed"] is True and len(res["files"]) == 5
 
 

@@ -152,7 +152,9 @@ def test_normalize_fills_defaults_and_keeps_input_untouched():
     original = pool()
     result = nu.normalize_pools([original])[0]
     assert result["balance"] == "least_conn"
-    assert result["servers"][0] == {"address": "10.0.0.1:30000", "state": "primary", "weight": 1, "max_conns": 0}
+    assert result["servers"][0] == {"address": "10.0.0.1:30000", "state": "primary", "weight": 1, "max_conns": 0,
+                                    "node": None, "instance": None}
+    assert result["mode"] == "active_active"
     assert "balance" not in original
     assert original["servers"][0] == {"address": "10.0.0.1:30000"}
 
