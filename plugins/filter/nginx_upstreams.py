@@ -44,6 +44,9 @@ options:
     type: list
     elements: str
     default: []
+  dest_dir:
+    description: The directory of the files; when given, RV(_value.entries) lists them with their full paths.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -84,6 +87,10 @@ _value:
     files:
       description: File name (C(upstream-<pool>.conf)) to file text. Empty when there are errors.
       type: dict
+    entries:
+      description: With O(dest_dir), one C(path) and C(content) per file, in pool order (the form P(inferops.sglang.nginx_config#module) takes).
+      type: list
+      elements: dict
 """
 
 from ansible_collections.inferops.sglang.plugins.module_utils._nginx_upstreams import (
@@ -95,15 +102,17 @@ from ansible_collections.inferops.sglang.plugins.module_utils._nginx_upstreams i
 )
 
 
-def nginx_upstreams(pools, var_name="nginx_lb_pools", header=None):
+def nginx_upstreams(pools, var_name="nginx_lb_pools", header=None, dest_dir=None):
     try:
         normalized = normalize_pools(pools, var_name)
     except PoolConfigError as exc:
-        return {"errors": exc.errors, "pools": [], "files": {}}
+        return {"errors": exc.errors, "pools": [], "files": {}, "entries": []}
     files = {upstream_filename(pool["name"]): render_upstream(pool, header) for pool in normalized}
     for pool in normalized:
         pool["upstream"] = upstream_name(pool["name"])
-    return {"errors": [], "pools": normalized, "files": files}
+    entries = [{"path": "%s/%s" % (dest_dir.rstrip("/"), name), "content": text} for name, text in files.items()] \
+        if dest_dir else []
+    return {"errors": [], "pools": normalized, "files": files, "entries": entries}
 
 
 class FilterModule:

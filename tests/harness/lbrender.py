@@ -56,6 +56,8 @@ def render(workdir: Path, variables: dict) -> Path:
         "nginx_lb_pid_file": str(workdir / "nginx.pid"),
         "nginx_lb_error_log": str(workdir / "error.log"),
         "nginx_lb_health_cache_dir": str(workdir / "health-cache"),
+        "nginx_lb_main_conf": str(workdir / "nginx.conf"),
+        "nginx_lb_test_command": ["/usr/sbin/nginx", "-t", "-c", str(workdir / "nginx.conf")],
     }
     if os.geteuid() == 0:
         # Workers write the health cache; as root they may stay root for a scratch run.
