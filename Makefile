@@ -13,7 +13,7 @@ export ANSIBLE_NOCOLOR := true
 export PY_COLORS := 0
 export MOLECULE_NO_LOG := true
 
-.PHONY: help deps images lint sanity units integration sim-tests molecule molecule-node molecule-default \
+.PHONY: help deps images lint sanity units integration rules sim-tests molecule molecule-node molecule-default \
         molecule-docker-nvidia molecule-lb image-tests \
         test lab lab-down bench clean distclean
 
@@ -48,6 +48,16 @@ integration: deps
 	@cd .build/collections/ansible_collections/inferops/sglang && \
 	  python -m pytest -q -p no:cacheprovider tests/integration
 
+# promtool from Debian's prometheus package, unpacked by the bootstrap (no Prometheus runs here).
+# The dashboard against Grafana's own dashboard types (npm @grafana/schema, tsc --strict), both
+# installed by the bootstrap into .cache/dashboard-schema (no Grafana runs here either).
+rules: deps
+	@echo "== monitoring rules (promtool check rules, promtool test rules)"
+	@.cache/prometheus/usr/bin/promtool check rules roles/monitoring/files/inferops.rules.yml
+	@.cache/prometheus/usr/bin/promtool test rules tests/monitoring/rules_test.yml
+	@echo "== Grafana dashboard (Grafana's dashboard schema: @grafana/schema types, tsc --strict)"
+	@python tests/monitoring/dashboard_schema.py
+
 sim-tests: deps
 	@echo "== simulator conformance tests"
 	@python -m pytest -q -p no:cacheprovider simulator/tests
@@ -70,7 +80,7 @@ molecule-lb: images
 
 molecule: molecule-node molecule-default molecule-docker-nvidia
 
-test: lint sanity units integration sim-tests image-tests molecule
+test: lint sanity units integration rules sim-tests image-tests molecule
 	@echo "make test: all checks passed"
 
 lab: images

@@ -16,6 +16,9 @@ need_pkgs=()
 for pkg in python3-venv debootstrap gnupg dpkg-dev apt-utils unzip curl make shellcheck nginx-light redis-server redis-sentinel; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
+# node and npm (the dashboard schema check): Debian's, unless some node with npm is installed
+# already (NodeSource's nodejs ships npm and conflicts with Debian's npm package).
+command -v npm >/dev/null 2>&1 || need_pkgs+=(nodejs npm)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_pkgs[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -57,6 +60,37 @@ if [ ! -f "$coll_stamp" ]; then
   for c in "${COLLECTIONS[@]}"; do patterns+=("ansible_collections/$c/*"); done
   unzip -qo .cache/wheels/ansible-"$ANSIBLE_VERSION"-*.whl "${patterns[@]}" -d "$COLL"
   touch "$coll_stamp"
+fi
+
+# promtool and amtool (the monitoring role's rule tests), unpacked from Debian's packages into
+# .cache/prometheus: installing the packages would start a Prometheus on this machine.
+PROM=$ROOT/.cache/prometheus
+if [ ! -x "$PROM/usr/bin/promtool" ] || [ ! -x "$PROM/usr/bin/amtool" ]; then
+  log "unpacking promtool and amtool from Debian's prometheus packages"
+  mkdir -p "$PROM/debs"
+  (cd "$PROM/debs" && apt-get download -q prometheus prometheus-alertmanager >/dev/null)
+  for deb in "$PROM"/debs/*.deb; do dpkg -x "$deb" "$PROM"; done
+  rm -rf "$PROM/debs"
+fi
+
+# Grafana's dashboard types (@grafana/schema) and typescript for tests/monitoring/dashboard_schema.py,
+# from npm with the lock file in tests/monitoring/dashboard-schema, into .cache/dashboard-schema
+# (node_modules never lands in the checkout). Redone only when the pins change. Without the npm
+# registry the rest of the set-up still works; only the dashboard check (make rules) then fails,
+# saying what is missing.
+DSCHEMA=$ROOT/.cache/dashboard-schema
+dschema_want="$(cat tests/monitoring/dashboard-schema/package.json tests/monitoring/dashboard-schema/package-lock.json | sha256sum | cut -c1-16)"
+if [ ! -x "$DSCHEMA/node_modules/typescript/bin/tsc" ] || [ "$(cat "$DSCHEMA/.inferops-stamp" 2>/dev/null)" != "$dschema_want" ]; then
+  log "installing @grafana/schema and typescript (npm ci) into .cache/dashboard-schema"
+  rm -rf "$DSCHEMA"; mkdir -p "$DSCHEMA"
+  cp tests/monitoring/dashboard-schema/package.json tests/monitoring/dashboard-schema/package-lock.json "$DSCHEMA/"
+  if (cd "$DSCHEMA" && npm ci --prefer-offline --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null); then
+    echo "$dschema_want" > "$DSCHEMA/.inferops-stamp"
+  else
+    rm -rf "$DSCHEMA/node_modules"
+    log "WARNING: npm ci failed (is the npm registry, $(npm config get registry 2>/dev/null || echo unknown), reachable?)."
+    log "WARNING: everything else is set up; the dashboard schema check in 'make rules' fails until a rerun succeeds."
+  fi
 fi
 
 # This checkout, seen as ansible_collections/inferops/sglang (a symlink is enough for Ansible

@@ -13,6 +13,13 @@ export INFEROPS_LAB_ROOT=$ROOT
 SECRETS=${INFEROPS_LAB_SECRETS:-$ROOT/.cache/lab-secrets}
 export INFEROPS_LAB_SECRETS=$SECRETS
 ENDPOINT=http://127.0.0.1:8080
+PROMETHEUS=http://127.0.0.1:9090
+# The VIP that keepalived moves between lb1 and lb2 (lab_vip in inventories/lab/group_vars/all),
+# on the lab's Docker network: reachable from this machine, from nowhere else.
+vip() {
+  ansible -i inventories/lab localhost -m ansible.builtin.debug -a var=lab_vip 2>/dev/null \
+    | python3 -c 'import re,sys; m=re.search(r"\"lab_vip\": \"([0-9.]+)\"", sys.stdin.read()); print(m.group(1) if m else "")'
+}
 
 log() { printf '[lab] %s\n' "$*"; }
 
@@ -39,15 +46,20 @@ case ${1:-up} in
   up)
     start=$SECONDS
     log "creating the machines (containers inferops-lab-*, network inferops-lab-net)"
-    ansible-playbook lab/create.yml
+    ansible-playbook -i inventories/lab lab/create.yml
     log "preparing them (fake NVIDIA driver on the GPU nodes)"
     ansible-playbook -i inventories/lab lab/prepare.yml
     log "provisioning with playbooks/site.yml"
     ansible-playbook -i inventories/lab playbooks/site.yml
     smoke
+    VIP_ADDRESS=$(vip)
+    VIP_ENDPOINT=http://$VIP_ADDRESS:8080
+    ENDPOINT=$VIP_ENDPOINT smoke
     cat <<MSG
 
 The lab is up ($((SECONDS - start)) s). Endpoint: $ENDPOINT  (OpenAI-compatible; model "tiny-chat")
+The VIP (keepalived, lb1 and lb2): $VIP_ENDPOINT   HTTPS: https://$VIP_ADDRESS:8443 (the lab CA: $SECRETS/ca.crt)
+Prometheus (every target, the alert rules): $PROMETHEUS  (alerts: $PROMETHEUS/alerts)
 The API keys are in $SECRETS/ (lb-api-key; lb-limited-api-key allows 2 requests/s).
 
   curl -s $ENDPOINT/v1/chat/completions \\

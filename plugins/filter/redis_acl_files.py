@@ -65,9 +65,10 @@ from ansible_collections.inferops.sglang.plugins.module_utils._redis import (
     redis_acl,
     sentinel_acl,
 )
+from ansible_collections.inferops.sglang.plugins.module_utils._redis import EXPORTER_USER
 
 USERS = {"admin": ADMIN_USER, "replication": REPLICATION_USER, "sentinel": SENTINEL_USER,
-         "client": SENTINEL_CLIENT_USER, "agent": AGENT_USER}
+         "client": SENTINEL_CLIENT_USER, "agent": AGENT_USER, "exporter": EXPORTER_USER}
 
 
 def redis_acl_files(passwords, key_prefix="inferops:", extra_users=None):

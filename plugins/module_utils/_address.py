@@ -7,6 +7,7 @@ instance plan, the load balancer pools, the Redis client and the agent read it f
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 
 def format_address(host, port):
@@ -46,3 +47,17 @@ def is_ip(text):
         return True
     except ValueError:
         return False
+
+
+def address_is_local(address):
+    """Whether ``address`` is on one of this host's interfaces (a virtual IP held here): only a
+    local address can be bound (with ``net.ipv4.ip_nonlocal_bind`` off, the default)."""
+    family = socket.AF_INET6 if ":" in str(address) else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        probe.bind((str(address), 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()

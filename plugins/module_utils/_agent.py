@@ -34,13 +34,16 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ansible_collections.inferops.sglang.plugins.module_utils import _ha as ha
-from ansible_collections.inferops.sglang.plugins.module_utils._address import parse_address
+from ansible_collections.inferops.sglang.plugins.module_utils._access_log import AccessLogCounter
+from ansible_collections.inferops.sglang.plugins.module_utils._address import address_is_local, parse_address
 from ansible_collections.inferops.sglang.plugins.module_utils._leases import (
     Leases,
     drain_key,
     event,
     human_event,
     instance_key,
+    json_object,
+    last_leader_key,
     lb_key,
     leader_key,
     parse_holder,
@@ -186,7 +189,7 @@ class Docker:
         done = subprocess.run([self.binary, "inspect", "--format", "{{.Name}} {{.State.Running}}", *names],
                               capture_output=True, text=True, timeout=20, check=False)
         for line in done.stdout.splitlines():
-            name, _, running = line.strip().lstrip("/").partition(" ")
+            name, dummy, running = line.strip().lstrip("/").partition(" ")
             if name in result:
                 result[name] = running == "true"
         return result
@@ -236,6 +239,14 @@ class Agent:
                           "last_apply": None}
         self.lock = threading.Lock()
         self.healthy_since = {}
+        self.drained = set()  # my instances an operator drained: probed, never restarted by me
+        # On a load balancer: what clients got (nginx's access log), who leads each pool as
+        # Redis says, and whether this host holds the virtual IP.
+        self.access = AccessLogCounter(self.lb["access_log"], [pool["name"] for pool in self.lb.get("pools", [])]) \
+            if self.lb and self.lb.get("access_log") else None
+        self.pool_leaders = {}
+        self.leader_changes = {}
+        self.vip_held = None
 
     # ---- state that survives a restart --------------------------------------------------------
     def _load_state(self):
@@ -270,7 +281,7 @@ class Agent:
 
     # ---- events and decisions ----------------------------------------------------------------
     def emit(self, kind, epoch, reason, **fields):
-        record = event(kind, epoch or 0, reason, now=self.clock(), node=fields.pop("node", self.node), **fields)
+        record = event(kind, epoch, reason, now=self.clock(), node=fields.pop("node", self.node), **fields)
         log.info("%s", human_event(record))
         if self.event_log:
             try:
@@ -373,6 +384,7 @@ class Agent:
             observations[name] = obs
         for instance in self.instances:
             observations[instance["name"]]["restart_pending"] = instance["name"] in self.pending_restarts
+            observations[instance["name"]]["hands_off"] = instance["name"] in self.drained
             self._decide_instance(instance, observations[instance["name"]], now)
         self._run_restarts(now)
         if self._publish_instances(names) is not None:
@@ -386,9 +398,15 @@ class Agent:
         before = track["state"]
         track, actions, reason = ha.decide_instance(track, obs, self.timing, now)
         if track["state"] != before and not {before, track["state"]} <= set(ha.IN_ROTATION):
-            # A membership change (in or out of rotation, restarted): it gets its own epoch.
+            # A membership change (in or out of rotation, restarted): it gets its own epoch. With
+            # Redis away there is none to have: the change is numbered once Redis is back, before
+            # its record is published (an epoch is never handed out twice, nor reused).
             epoch = self.next_epoch()
-            track["epoch"] = epoch if epoch is not None else track.get("epoch", 0)
+            if epoch is None:
+                track["epoch_pending"] = True
+            else:
+                track["epoch"] = epoch
+                track.pop("epoch_pending", None)
         if track["state"] != before:
             self.transitions[(name, track["state"])] = self.transitions.get((name, track["state"]), 0) + 1
             kinds = {ha.FENCED: "INSTANCE_FENCED", ha.STARTING: "INSTANCE_RESTARTED", ha.HEALTHY: "INSTANCE_HEALTHY",
@@ -396,12 +414,14 @@ class Agent:
             if track["state"] == ha.FAILING:
                 self.decision("instance %s: %s (still in rotation) epoch=%s", name, reason, track["epoch"])
             else:
-                self.emit(kinds[track["state"]], track["epoch"], reason, pool=instance["pool"], instance=name,
-                          state=track["state"])
+                self.emit(kinds[track["state"]], None if track.get("epoch_pending") else track["epoch"], reason,
+                          pool=instance["pool"], instance=name, state=track["state"])
         elif reason:
             self.decision("instance %s: %s", name, reason)
         if "restart" in actions and name not in self.pending_restarts:
             self.pending_restarts.append(name)
+        if obs.get("hands_off") and name in self.pending_restarts:
+            self.pending_restarts.remove(name)  # drained: the operator restarts it, not the agent
         if track["state"] == ha.HEALTHY:
             self.healthy_since.setdefault(name, now)
         else:
@@ -433,6 +453,15 @@ class Agent:
 
     def _publish_instances(self, names):
         ttl_ms = int(self.timing["record_ttl"] * 1000)
+        for name, track in self.state["instances"].items():
+            if track.get("epoch_pending"):
+                epoch = self.next_epoch()
+                if epoch is None:
+                    return None
+                track["epoch"] = epoch
+                del track["epoch_pending"]
+                self.decision("instance %s: its change during the Redis outage (now %s) gets epoch %d", name,
+                              track["state"], epoch)
 
         def publish(client):
             commands = []
@@ -447,10 +476,14 @@ class Agent:
                                  "running_reqs", load.get("num_running_reqs", 0), "queue_reqs", load.get("num_queue_reqs", 0),
                                  "token_usage", load.get("token_usage", 0)])
                 commands.append(["PEXPIRE", key, ttl_ms])
+                commands.append(["GET", drain_key(instance["pool"], self.node, name)])
             replies = client.pipeline(commands)
             for reply in replies:
                 if isinstance(reply, RedisReplyError):
                     raise reply
+            markers = replies[2::3]
+            self.drained = {instance["name"] for instance, marker in zip(self.instances, markers)
+                            if marker and (json_object(marker) or {}).get("drained", True)}
             return True
 
         return self.redis.run(publish)
@@ -473,16 +506,24 @@ class Agent:
 
     def _pools_tick(self, now):
         for pool, members in self._standby_pools().items():
-            got = self.redis.run(lambda c, p=pool: c.pipeline([["GET", leader_key(p)], ["GET", paused_key(p)],
-                                                                ["GET", request_key(p)]]))
+            got = self.redis.run(lambda c, p=pool: c.pipeline(
+                [["GET", leader_key(p)], ["GET", paused_key(p)], ["GET", request_key(p)], ["GET", last_leader_key(p)]]))
             if got is None:
                 self._pools_frozen(now)
                 return
             holder, epoch = parse_holder(got[0])
             self.seen_epoch(epoch)
             role = self._role(pool)
+            if holder == self.node and epoch != role.get("epoch"):
+                # The lease was handed to this node (a switchover or an operator's failover): it
+                # is ours at that epoch.
+                role.update(epoch=epoch, role=ha.LEADER,
+                            deadline=now + self.timing["lease_ttl"] - self.timing["lease_margin"])
+                self.decision("pool %s: the lease was handed to me at epoch %d", pool, epoch)
             healthy = any(ha.in_rotation(self.state["instances"].get(m["name"], {}).get("state")) for m in members)
-            last = role.get("last_holder")
+            # Who led last, as Redis recorded it; this agent's memory only for a fleet whose lease
+            # was taken before the record existed.
+            last = parse_holder(got[3])[0] or role.get("last_holder")
             recovered = self.redis.recovered_at
             recently_thawed = recovered is not None and time.monotonic() - recovered < self.timing["lease_ttl"]
             view = {"node": self.node, "role": role["role"], "redis_ok": True, "holder": holder, "healthy": healthy,
@@ -490,7 +531,7 @@ class Agent:
                     "failback": self._failback_due(members, holder, now),
                     "defer_to": last if recently_thawed and last not in (None, self.node) else None}
             role["holder"], role["holder_epoch"] = holder, epoch
-            request = _json_or_none(got[2])
+            request = json_object(got[2])
             if request and holder == self.node and request.get("from") == self.node:
                 self._hand_over(pool, role, request, now)
                 continue
@@ -503,8 +544,9 @@ class Agent:
         if first.get("failback") != "auto" or holder in (None, self.node) or first.get("preferred_node") != self.node:
             return False
         since = [self.healthy_since.get(m["name"]) for m in members]
-        healthy_for = min((now - s) for s in since if s is not None) if any(s is not None for s in since) else 0
-        return healthy_for >= float(first.get("failback_hold_down", 300))
+        if any(s is None for s in since):
+            return False  # one of them is not healthy right now: its clock starts again when it is
+        return now - max(since) >= float(first.get("failback_hold_down", 300))
 
     def _apply_lease(self, pool, view, now):
         role = self._role(pool)
@@ -531,8 +573,10 @@ class Agent:
                 self.redis.run(lambda c: Leases(c).release(pool, self.node, epoch))
                 new_role, reason = ha.STANDBY, "took the lease but no replica confirmed it (WAIT): released it"
             else:
-                role.update(epoch=epoch, deadline=now + self.timing["lease_ttl"] - self.timing["lease_margin"])
                 previous = role.get("holder") or role.get("last_holder")
+                # Mine from now on, also as "the last leader" should Redis go away next.
+                role.update(epoch=epoch, deadline=now + self.timing["lease_ttl"] - self.timing["lease_margin"],
+                            holder=self.node)
                 kind = ("LEADER_ELECTED" if not previous else "LEASE_RETAKEN" if previous == self.node else "FAILOVER")
                 self.emit(kind, epoch, reason, pool=pool, **{"from": previous or "none", "to": self.node})
         elif action == "release":
@@ -542,7 +586,8 @@ class Agent:
         elif action == "switchover":
             self.redis.run(lambda c: c.execute("SET", request_key(pool), json.dumps(
                 {"from": view["holder"], "to": self.node, "reason": "failback after the hold-down", "by": self.node,
-                 "time": now}), "PX", int(self.timing["lease_ttl"] * 4000)))
+                 "time": now, "candidate_instances": [m["name"] for m in self._standby_pools()[pool]]}),
+                "PX", int(self.timing["lease_ttl"] * 4000)))
             self.decision("pool %s: %s", pool, reason)
         if new_role == ha.SELF_FENCED and was != ha.SELF_FENCED:
             self.emit("SELF_FENCED", role["epoch"], reason, pool=pool)
@@ -582,6 +627,12 @@ class Agent:
     # ---- load balancer ------------------------------------------------------------------------
     def lb_tick(self, now):
         pools = self.lb["pools"]
+        if self.access is not None:
+            try:
+                self.access.poll()
+            except OSError as exc:
+                log.warning("cannot read the access log %s: %s", self.access.path, exc)
+        self._watch_vip()
 
         def read(client):
             commands = []
@@ -602,6 +653,8 @@ class Agent:
             position += 1
             if holder:
                 holders[pool["name"]] = (holder, epoch)
+            if pool.get("mode") == ha.ACTIVE_STANDBY:
+                self._watch_leader(pool["name"], holder)
                 self.seen_epoch(epoch)
             for server in pool["servers"]:
                 fields, drain = replies[position], replies[position + 1]
@@ -612,8 +665,10 @@ class Agent:
                     records[key] = {"state": data.get("state"), "epoch": int(data.get("epoch") or 0)}
                     self.seen_epoch(records[key]["epoch"])
                 if drain:
-                    drained.append(key)
-                    drain_epoch = (_json_or_none(drain) or {}).get("epoch", 0)
+                    marker = json_object(drain) or {}
+                    if marker.get("drained", True):
+                        drained.append(key)
+                    drain_epoch = marker.get("epoch", 0)
                     self.seen_epoch(drain_epoch)
                     records.setdefault(key, {"state": ha.HEALTHY, "epoch": 0})
                     records[key]["epoch"] = max(records[key]["epoch"], int(drain_epoch or 0))
@@ -657,6 +712,24 @@ class Agent:
                                               "updated", round(now, 3)],
                                              ["PEXPIRE", lb_key(self.node), int(self.timing["record_ttl"] * 3000)]]))
 
+    def _watch_leader(self, pool, holder):
+        before = self.pool_leaders.get(pool, "unknown")
+        if holder != before:
+            if before != "unknown":
+                self.leader_changes[pool] = self.leader_changes.get(pool, 0) + 1
+            self.pool_leaders[pool] = holder
+
+    def _watch_vip(self):
+        vip = self.lb.get("vip")
+        if not vip:
+            return
+        held = address_is_local(vip)
+        if held != self.vip_held:
+            if self.vip_held is not None or held:
+                self.emit("VIP_ACQUIRED" if held else "VIP_RELEASED", self.state["max_epoch"],
+                          "%s %s this load balancer" % (vip, "is on" if held else "left"), vip=vip)
+            self.vip_held = held
+
     # ---- clean stop ----------------------------------------------------------------------------
     def stop(self):
         """A leader that stops cleanly hands its lease over at once."""
@@ -695,7 +768,7 @@ class Agent:
         for instance in self.instances:
             name, pool = instance["name"], instance["pool"]
             track = self.state["instances"].get(name, {})
-            labels = 'instance="%s",pool="%s",node="%s"' % (name, pool, self.node)
+            labels = 'sglang_instance="%s",pool="%s",node="%s"' % (name, pool, self.node)
             for state in ha.INSTANCE_STATES:
                 lines.append('inferops_agent_instance_state{%s,state="%s"} %d' % (labels, state, track.get("state") == state))
             lines.append("inferops_agent_instance_in_rotation{%s} %d" % (labels, ha.in_rotation(track.get("state"))))
@@ -705,13 +778,25 @@ class Agent:
                     lines.append('inferops_agent_probe_seconds{%s,kind="%s"} %s' % (labels, kind, result["seconds"]))
         lines.append("# TYPE inferops_agent_transitions_total counter")
         for (name, state), count in sorted(self.transitions.items()):
-            lines.append('inferops_agent_transitions_total{instance="%s",pool="%s",node="%s",to="%s"} %d' % (
+            lines.append('inferops_agent_transitions_total{sglang_instance="%s",pool="%s",node="%s",to="%s"} %d' % (
                 name, self.pool_of.get(name, ""), self.node, state, count))
         lines.append("# TYPE inferops_agent_is_leader gauge")
         for pool, role in sorted(self.state["roles"].items()):
             lines.append('inferops_agent_is_leader{pool="%s",node="%s"} %d' % (pool, self.node, role.get("role") == ha.LEADER))
             lines.append('inferops_agent_lease_epoch{pool="%s",node="%s"} %d' % (pool, self.node, role.get("epoch", 0)))
         if self.lb:
+            lines.append("# TYPE inferops_lb_pool_has_leader gauge")
+            for pool, holder in sorted(self.pool_leaders.items()):
+                lines.append('inferops_lb_pool_has_leader{node="%s",pool="%s"} %d' % (self.node, pool, 0 if holder is None else 1))
+            lines.append("# TYPE inferops_lb_pool_leader_changes_total counter")
+            for pool in sorted(self.pool_leaders):
+                lines.append('inferops_lb_pool_leader_changes_total{node="%s",pool="%s"} %d' % (
+                    self.node, pool, self.leader_changes.get(pool, 0)))
+            if self.lb.get("vip"):
+                lines += ["# TYPE inferops_lb_vip_held gauge",
+                          'inferops_lb_vip_held{node="%s",vip="%s"} %d' % (self.node, self.lb["vip"], 1 if self.vip_held else 0)]
+            if self.access is not None:
+                lines += self.access.metrics(self.node)
             lines += ["# TYPE inferops_agent_lb_applied_epoch gauge",
                       'inferops_agent_lb_applied_epoch{node="%s"} %d' % (self.node, self.lb_status["applied_epoch"]),
                       "# TYPE inferops_agent_lb_applies_total counter",
@@ -735,14 +820,6 @@ class Agent:
             self.stopping.wait(max(0.0, self.timing["loop"] - elapsed))
         with self.lock:
             self.stop()
-
-
-def _json_or_none(text):
-    try:
-        value = json.loads(text) if text else None
-    except (TypeError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _safe_load(body):

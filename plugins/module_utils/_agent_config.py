@@ -88,6 +88,7 @@ def agent_config(node, timing, sentinels, paths, plan=None, service_address=None
         "instances": instances,
     }
     if lb:
-        config["lb"] = lb
+        # The pools as the role validated them, less what the role's templates add (the
+        # upstream's name, derived from the pool's): the agent renders them with the same code.
+        config["lb"] = dict(lb, pools=[{k: v for k, v in pool.items() if k != "upstream"} for pool in lb["pools"]])
     return {"errors": errors, "config": config}
-

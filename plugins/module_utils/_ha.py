@@ -58,7 +58,9 @@ def decide_instance(track, obs, cfg, now):
 
     ``obs``: ``running`` (the container runs), ``cheap`` / ``deep`` (True, False, or None when
     not probed this loop), ``error`` (why a probe failed), ``restart_pending`` (a restart this
-    decision asked for has not happened yet: another instance on the same GPU goes first).
+    decision asked for has not happened yet: another instance on the same GPU goes first),
+    ``hands_off`` (an operator drained it and owns its container now, a rolling update for
+    example: it is still probed and fenced, never restarted, and rises once it answers).
     ``cfg``: ``fall``, ``rise``, ``start_timeout``, ``backoff_min``, ``backoff_max``.
     Returns ``(new_track, actions, reason)``; actions from ``("restart",)``. ``reason`` is
     None when nothing worth a log line happened.
@@ -68,10 +70,14 @@ def decide_instance(track, obs, cfg, now):
     failed = obs.get("cheap") is False or obs.get("deep") is False
     succeeded = obs.get("cheap") is not False and obs.get("deep") is True
     error = obs.get("error") or "probe failed"
+    hands_off = bool(obs.get("hands_off"))
+    restart = [] if hands_off else ["restart"]
 
     if not obs.get("running"):
         if state != FENCED:
-            return _fence(t, now, cfg, "container not running"), ["restart"], "container not running"
+            return _fence(t, now, cfg, "container not running", not hands_off), restart, "container not running"
+        if hands_off:
+            return t, [], None
         if now >= t["next_restart_at"]:
             return _restarted(t, now, cfg), ["restart"], "still not running; restarting (attempt %d)" % (t["restarts"] + 1)
         return t, [], None
@@ -81,7 +87,7 @@ def decide_instance(track, obs, cfg, now):
             t["fails"] += 1
             if t["fails"] >= cfg["fall"]:
                 reason = "%d probes failed in a row (last: %s)" % (t["fails"], error)
-                return _fence(t, now, cfg, reason), ["restart"], reason
+                return _fence(t, now, cfg, reason, not hands_off), restart, reason
             t["state"] = FAILING
             t["reason"] = "probe failed %d/%d: %s" % (t["fails"], cfg["fall"], error)
             return t, [], t["reason"]
@@ -92,10 +98,12 @@ def decide_instance(track, obs, cfg, now):
         return t, [], None
 
     if state == FENCED:
-        if obs.get("restart_pending"):
+        if obs.get("restart_pending") and not hands_off:
             return t, [], None
-        # Killed and started again by the last decision; now it has to rise.
-        t.update(state=STARTING, since=now, rises=0, reason="restarted; waiting for %d good deep probes" % cfg["rise"])
+        # Killed and started again by the last decision (or by the operator who owns it now);
+        # now it has to rise.
+        t.update(state=STARTING, since=now, rises=0, reason="%s; waiting for %d good deep probes" % (
+            "running again (drained: the operator's)" if hands_off else "restarted", cfg["rise"]))
         return t, [], t["reason"]
 
     # STARTING
@@ -107,15 +115,15 @@ def decide_instance(track, obs, cfg, now):
         return t, [], None
     if failed:
         t["rises"] = 0
-    if now - t["since"] > cfg["start_timeout"] and now >= t["next_restart_at"]:
+    if not hands_off and now - t["since"] > cfg["start_timeout"] and now >= t["next_restart_at"]:
         reason = "not healthy %ds after its start (last: %s)" % (cfg["start_timeout"], error)
         return _fence(t, now, cfg, reason), ["restart"], reason
     return t, [], None
 
 
-def _fence(t, now, cfg, reason):
+def _fence(t, now, cfg, reason, restart=True):
     t.update(state=FENCED, fails=0, rises=0, since=now, reason=reason)
-    return _restarted(t, now, cfg)
+    return _restarted(t, now, cfg) if restart else t
 
 
 def _restarted(t, now, cfg):

@@ -76,6 +76,8 @@ POOL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 def pool_name_for(deployment):
     """The load balancer pool (and nginx upstream) a deployment becomes: dashes turn into underscores."""
     return deployment.replace("-", "_")
+
+
 DEFAULT_MEMORY_FRACTION = 0.85
 # Below 1% of a GPU per instance there is no room for weights plus KV cache; such a
 # plan is a typo (instances_per_gpu: 100), not a layout.

@@ -37,6 +37,13 @@ def leader_key(pool):
     return "%spool:%s:leader" % (PREFIX, pool)
 
 
+def last_leader_key(pool):
+    """The lease's last value, kept without a TTL: after a Redis outage in which the lease
+    expired, every agent reads the same answer to "who led last" (not its own memory, which
+    may be one loop behind)."""
+    return "%spool:%s:last_leader" % (PREFIX, pool)
+
+
 def paused_key(pool):
     return "%spool:%s:paused" % (PREFIX, pool)
 
@@ -73,8 +80,8 @@ end
 return e
 """
 
-# Take a free lease. KEYS[1]=leader, KEYS[2]=epoch counter; ARGV[1]=node, ARGV[2]=ttl ms,
-# ARGV[3]=floor. Returns {1, "node:epoch"} when taken, {0, current holder} when held.
+# Take a free lease. KEYS[1]=leader, KEYS[2]=epoch counter, KEYS[3]=last leader; ARGV[1]=node,
+# ARGV[2]=ttl ms, ARGV[3]=floor. Returns {1, "node:epoch"} when taken, {0, current holder} when held.
 TAKE = """
 local held = redis.call('GET', KEYS[1])
 if held then
@@ -88,6 +95,7 @@ if e <= floor then
 end
 local value = ARGV[1] .. ':' .. e
 redis.call('SET', KEYS[1], value, 'PX', tonumber(ARGV[2]))
+redis.call('SET', KEYS[3], value)
 return {1, value}
 """
 
@@ -109,8 +117,8 @@ return 0
 """
 
 # Hand the lease to another node in one step (a switchover): only from the expected holder
-# (empty: only while free), with a new epoch. KEYS[1]=leader, KEYS[2]=epoch counter;
-# ARGV[1]=expected "node:epoch", ARGV[2]=candidate, ARGV[3]=ttl ms, ARGV[4]=floor.
+# (empty: only while free), with a new epoch. KEYS[1]=leader, KEYS[2]=epoch counter, KEYS[3]=last
+# leader; ARGV[1]=expected "node:epoch", ARGV[2]=candidate, ARGV[3]=ttl ms, ARGV[4]=floor.
 HANDOVER = """
 local held = redis.call('GET', KEYS[1])
 if (ARGV[1] == '' and held) or (ARGV[1] ~= '' and held ~= ARGV[1]) then
@@ -124,15 +132,26 @@ if e <= floor then
 end
 local value = ARGV[2] .. ':' .. e
 redis.call('SET', KEYS[1], value, 'PX', tonumber(ARGV[3]))
+redis.call('SET', KEYS[3], value)
 return {1, value}
 """
+
+
+def json_object(text):
+    """A JSON object stored in a key (a drain marker, an operator's request); None when the key
+    is empty or holds something else."""
+    try:
+        value = json.loads(text) if text else None
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def parse_holder(value):
     """``"gpu1:7"`` -> ``("gpu1", 7)``; None -> ``(None, 0)``."""
     if not value:
         return None, 0
-    node, _, epoch = str(value).rpartition(":")
+    node, dummy, epoch = str(value).rpartition(":")
     try:
         return node, int(epoch)
     except ValueError:
@@ -153,7 +172,7 @@ class Leases:
 
     def take(self, pool, node, ttl_ms, floor):
         """``(taken, holder, epoch)``: True and our own value, or False and who holds it."""
-        ok, value = self._eval(TAKE, [leader_key(pool), EPOCH_KEY], [node, int(ttl_ms), int(floor)])
+        ok, value = self._eval(TAKE, [leader_key(pool), EPOCH_KEY, last_leader_key(pool)], [node, int(ttl_ms), int(floor)])
         holder, epoch = parse_holder(value)
         return bool(ok), holder, epoch
 
@@ -165,7 +184,7 @@ class Leases:
 
     def handover(self, pool, expected, candidate, ttl_ms, floor):
         """``(done, holder, epoch)``: the lease moved to ``candidate`` (new epoch), or who holds it."""
-        ok, value = self._eval(HANDOVER, [leader_key(pool), EPOCH_KEY],
+        ok, value = self._eval(HANDOVER, [leader_key(pool), EPOCH_KEY, last_leader_key(pool)],
                                [expected or "", candidate, int(ttl_ms), int(floor)])
         holder, epoch = parse_holder(value)
         return bool(ok), holder, epoch
@@ -191,9 +210,10 @@ class Leases:
 
 
 def event(kind, epoch, reason, now=None, **fields):
-    """One event record: what happened, its epoch, why, and the pool/node/instance it is about."""
-    record = {"time": round(now if now is not None else time.time(), 3), "type": kind, "epoch": int(epoch),
-              "reason": reason}
+    """One event record: what happened, its epoch, why, and the pool/node/instance it is about.
+    ``epoch`` is None for a change made while Redis was unreachable (it is numbered later)."""
+    record = {"time": round(now if now is not None else time.time(), 3), "type": kind,
+              "epoch": int(epoch) if epoch is not None else None, "reason": reason}
     record.update({key: value for key, value in fields.items() if value is not None})
     return record
 
@@ -205,7 +225,7 @@ def human_event(record):
     for key in ("pool", "node", "instance", "from", "to", "state"):
         if key in record:
             parts.append("%s=%s" % (key, record[key]))
-    parts.append("epoch=%d" % record["epoch"])
+    parts.append("epoch=%s" % (record["epoch"] if record["epoch"] is not None else "none (Redis unreachable)"))
     parts.append("reason=%s" % record["reason"])
     return " ".join(parts)
 

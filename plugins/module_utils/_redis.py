@@ -302,6 +302,7 @@ REPLICATION_USER = "inferops-replica"      # replicas syncing from the master
 SENTINEL_USER = "inferops-sentinel"        # Sentinel on Redis, and Sentinels among themselves
 SENTINEL_CLIENT_USER = "inferops-client"   # clients asking a Sentinel for the master
 AGENT_USER = "inferops-agent"              # the HA agents and the sglang_ha module
+EXPORTER_USER = "inferops-exporter"        # the Prometheus Redis exporter (monitoring role), on Redis and Sentinels
 
 # What the agents run: their keys and channels only (prefix), no admin or dangerous command.
 AGENT_COMMANDS = (
@@ -319,6 +320,16 @@ SENTINEL_ON_REDIS_COMMANDS = (
 # A Sentinel client: find the master, nothing else (no SENTINEL FAILOVER, REMOVE, SET, ...).
 SENTINEL_CLIENT_COMMANDS = ("ping", "hello", "auth", "client|setname", "sentinel|get-master-addr-by-name")
 REPLICATION_COMMANDS = ("psync", "replconf", "ping")
+# The Redis exporter: server statistics, no key and no admin command.
+EXPORTER_COMMANDS = (
+    "ping", "hello", "auth", "client|setname", "info", "config|get", "slowlog|get", "slowlog|len",
+    "latency|latest", "dbsize", "select", "role",
+)
+# The Redis exporter on a Sentinel: what it reports about the masters it watches.
+EXPORTER_SENTINEL_COMMANDS = (
+    "ping", "hello", "auth", "client|setname", "info", "sentinel|masters", "sentinel|master", "sentinel|slaves",
+    "sentinel|replicas", "sentinel|sentinels", "sentinel|ckquorum",
+)
 
 _PASSWORD_RE_TEXT = r"^[A-Za-z0-9._~+/=-]{16,}$"
 
@@ -334,7 +345,8 @@ def _commands(commands):
 def redis_acl(passwords, key_prefix="inferops:", extra_users=None):
     """The ACL file of a Redis server: one line per user (passwords as SHA-256 hashes).
 
-    ``passwords``: ``admin``, ``replication``, ``sentinel``, ``agent`` (each required).
+    ``passwords``: ``admin``, ``replication``, ``sentinel``, ``agent`` (each required), and
+    ``exporter`` (optional: the monitoring user exists only with a password).
     ``extra_users``: site users, each ``{"name", "password", "rules"}`` (ACL rules as written).
     """
     lines = [
@@ -347,19 +359,27 @@ def redis_acl(passwords, key_prefix="inferops:", extra_users=None):
         "user %s on %s resetkeys ~%s* resetchannels &%s* -@all %s" % (
             AGENT_USER, _password_hash(passwords["agent"]), key_prefix, key_prefix, _commands(AGENT_COMMANDS)),
     ]
+    if passwords.get("exporter"):
+        lines.append("user %s on %s resetkeys resetchannels -@all %s" % (
+            EXPORTER_USER, _password_hash(passwords["exporter"]), _commands(EXPORTER_COMMANDS)))
     for user in extra_users or []:
         lines.append("user %s on %s %s" % (user["name"], _password_hash(user["password"]), user["rules"]))
     return "\n".join(lines) + "\n"
 
 
 def sentinel_acl(passwords):
-    """The ACL file of a Sentinel: ``sentinel`` (peers and the redis role) and ``client``."""
-    return "\n".join([
+    """The ACL file of a Sentinel: ``sentinel`` (peers and the redis role), ``client`` and, with
+    a password, ``exporter``."""
+    lines = [
         "user default off resetchannels -@all",
         "user %s on %s ~* &* +@all" % (SENTINEL_USER, _password_hash(passwords["sentinel"])),
         "user %s on %s resetchannels -@all %s" % (
             SENTINEL_CLIENT_USER, _password_hash(passwords["client"]), _commands(SENTINEL_CLIENT_COMMANDS)),
-    ]) + "\n"
+    ]
+    if passwords.get("exporter"):
+        lines.append("user %s on %s resetchannels -@all %s" % (
+            EXPORTER_USER, _password_hash(passwords["exporter"]), _commands(EXPORTER_SENTINEL_COMMANDS)))
+    return "\n".join(lines) + "\n"
 
 
 def acl_errors(passwords, extra_users=None, key_prefix="inferops:"):
@@ -370,6 +390,8 @@ def acl_errors(passwords, extra_users=None, key_prefix="inferops:"):
     errors = []
     pattern = re.compile(_PASSWORD_RE_TEXT)
     seen = {}
+    if passwords.get("exporter"):
+        names["exporter"] = "redis_exporter_password"
     for key, var in names.items():
         value = passwords.get(key)
         if not isinstance(value, str) or not pattern.match(value):
@@ -380,7 +402,7 @@ def acl_errors(passwords, extra_users=None, key_prefix="inferops:"):
             seen[value] = var
     if not isinstance(key_prefix, str) or not re.match(r"^[A-Za-z0-9_.-]+:$", key_prefix):
         errors.append("redis_agent_key_prefix: %r must be letters, digits, _ . - ending with ':'" % (key_prefix,))
-    reserved = {"default", ADMIN_USER, REPLICATION_USER, SENTINEL_USER, AGENT_USER}
+    reserved = {"default", ADMIN_USER, REPLICATION_USER, SENTINEL_USER, AGENT_USER, EXPORTER_USER}
     for index, user in enumerate(extra_users or []):
         field = "redis_extra_acl_users[%d]" % index
         if not isinstance(user, dict):

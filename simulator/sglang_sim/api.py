@@ -14,11 +14,14 @@ try:  # the C escaper json.dumps(..., ensure_ascii=False) uses for strings
 except ImportError:  # pragma: no cover - CPython always has _json
     from json.encoder import encode_basestring as encode_str
 
-from sglang_sim import tokenizer
+from sglang_sim import json_schema, tokenizer
 from sglang_sim.engine import Req, SamplingParams, Waker
 from sglang_sim.httpd import Request, Response, StreamResponse
 
 QUEUE_FULL = "The request queue is full."
+NO_GRAMMAR_BACKEND = ("Grammar-based generation (json_schema, regex, ebnf, structural_tag) is not "
+                      "supported when the server is launched with --grammar-backend none")
+RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 
 
@@ -152,8 +155,49 @@ class GenerationApi:
             return False
         ok = True
         for req in reqs:
+            error = req.params.grammar_error
+            if error is not None:
+                # SGLang's scheduler aborts the request (set_finish_with_abort): a stream gets
+                # one chunk with this finish reason.
+                req.arrival_wall = time.time()
+                self.engine.refuse(req, {"type": "abort", "message": error, "status_code": 400,
+                                         "err_type": "BadRequestError"})
+                continue
             ok = self.engine.submit(req) and ok
         return ok
+
+    def _grammar(self, params: SamplingParams, memo: dict) -> None:
+        """Compile params.json_schema into params.schema, or set params.grammar_error to the
+        message SGLang's scheduler aborts the request with. memo: text -> (schema, error) for
+        the prompts of one HTTP request."""
+        if self.cfg.grammar_backend == "none" or self.cfg.skip_tokenizer_init:
+            # No grammar backend: every constrained request is aborted.
+            params.grammar_error = NO_GRAMMAR_BACKEND
+            return
+        text = params.json_schema
+        if text is None:
+            return
+        if text not in memo:
+            old = self.cfg.sim_version == "0.5.6"
+            schema = error = None
+            try:
+                # 0.5.23 refuses keywords xgrammar would ignore; 0.5.6 compiles them.
+                schema = json_schema.compile_schema(text, refuse_unsupported=not old)
+            except json_schema.SchemaError as exc:
+                if not old:
+                    error = f"Failed to compile json grammar: {exc}"
+                else:
+                    key = ("json", text)
+                    bad = self.engine.bad_grammars
+                    if text in bad:
+                        error = f"Invalid grammar request with cache hit: {key=}"
+                    else:
+                        if len(bad) >= 1024:
+                            bad.clear()
+                        bad.add(text)
+                        error = f"Invalid grammar request: req.grammar_key={key!r}"
+            memo[text] = (schema, error)
+        params.schema, params.grammar_error = memo[text]
 
     async def _wait_all(self, reqs: list[Req], waker: Waker) -> None:
         while not all(r.finished for r in reqs):
@@ -330,8 +374,10 @@ class GenerationApi:
             raise native_error("The number of sampling_params must match the number of prompts.")
         rid = body.get("rid")
         rids = rid if isinstance(rid, list) else None
+        stream = bool(body.get("stream"))
         waker = Waker()
         reqs: list[Req] = []
+        grammars: dict = {}
         try:
             for i, ids in enumerate(prompt_ids):
                 try:
@@ -339,6 +385,11 @@ class GenerationApi:
                 except ValueError as exc:
                     # 0.5.23's request contract: the error is a plain string.
                     raise ApiError(400, {"error": str(exc)}) from None
+                if params.constrained:
+                    self._grammar(params, grammars)
+                    if params.grammar_error is not None and not stream:
+                        # The tokenizer manager raises the scheduler's 400 abort.
+                        raise native_error(params.grammar_error)
                 ids = self._check_length(ids, params)
                 for k in range(params.n):
                     if rids:
@@ -354,7 +405,6 @@ class GenerationApi:
         if (resp := self._fault_response(fault)) is not None:
             return resp
         accepted = self._submit(reqs, fault)
-        stream = bool(body.get("stream"))
         multi = len(reqs) > 1
         if not stream:
             if not accepted:
@@ -415,8 +465,18 @@ class GenerationApi:
         return chunk_of
 
     # ---- OpenAI ---------------------------------------------------------------------------
-    def _openai_params(self, body: dict, max_tokens) -> dict:
+    def _openai_params(self, body: dict, max_tokens, chat: bool) -> dict:
         sp = {"max_new_tokens": max_tokens}
+        # SGLang's extensions: regex and ebnf on both routes, json_schema on completions only.
+        for key in ("regex", "ebnf") if chat else ("json_schema", "regex", "ebnf"):
+            value = body.get(key)
+            if value is not None:
+                if not isinstance(value, str):
+                    raise validation_error(f"{key}: Input should be a valid string")
+                sp[key] = value
+        schema = self._response_format(body, chat)
+        if schema is not None:
+            sp["json_schema"] = schema
         for src, dst in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
                          ("min_p", "min_p"), ("n", "n"), ("stop", "stop"),
                          ("stop_token_ids", "stop_token_ids"), ("ignore_eos", "ignore_eos"),
@@ -429,6 +489,56 @@ class GenerationApi:
             if body.get(src) is not None:
                 sp[dst] = body[src]
         return sp
+
+    @staticmethod
+    def _response_format(body: dict, chat: bool) -> str | None:
+        """The json_schema sampling parameter response_format asks for (protocol.py's
+        to_sampling_params / serving_completions' _build_sampling_params): the schema as
+        json.dumps writes it, '{"type": "object"}' for json_object, nothing for text.
+        structural_tag is accepted and has no effect."""
+        rf = body.get("response_format")
+        if rf is None:
+            return None
+        model = "ChatCompletionRequest" if chat else "CompletionRequest"
+
+        def invalid(loc: str, msg: str) -> ApiError:
+            return validation_error(f"1 validation error for {model}\n{loc}\n  {msg}")
+
+        if not isinstance(rf, dict):
+            raise invalid("response_format", "Input should be a valid dictionary or object")
+        kind = rf.get("type")
+        if kind == "structural_tag":
+            return None
+        if kind not in RESPONSE_FORMAT_TYPES:
+            raise invalid("response_format.type",
+                          "Input should be 'text', 'json_object' or 'json_schema'")
+        if kind == "text":
+            return None
+        if kind == "json_object":
+            return '{"type": "object"}'
+        spec = rf.get("json_schema")
+        if chat and not spec and rf.get("schema"):
+            # The chat request's set_json_schema validator: a bare "schema" next to "type".
+            bare = rf["schema"]
+            spec = {"name": bare.get("title", "Schema") if isinstance(bare, dict) else "Schema",
+                    "schema": bare}
+        schema = None
+        if spec is not None:
+            if not isinstance(spec, dict):
+                raise invalid("response_format.json_schema",
+                              "Input should be a valid dictionary or object")
+            if not isinstance(spec.get("name"), str):
+                raise invalid("response_format.json_schema.name", "Field required"
+                              if spec.get("name") is None else "Input should be a valid string")
+            schema = spec.get("schema")
+            if schema is not None and not isinstance(schema, dict):
+                raise invalid("response_format.json_schema.schema",
+                              "Input should be a valid dictionary")
+        if schema is None:
+            # Chat: _validate_request's message; completions: a ValueError while converting.
+            raise openai_error("schema_ is required for json_schema response format request.",
+                               400, "BadRequestError" if chat else "BadRequest")
+        return json.dumps(schema)
 
     def _usage(self, reqs: list[Req]) -> dict:
         prompt = sum(len(r.prompt_ids) for r in {id(r.prompt_ids): r for r in reqs}.values())
@@ -450,10 +560,13 @@ class GenerationApi:
     def _openai_reqs(self, prompt_ids: list[array], sp: dict, waker: Waker) -> list[Req]:
         # No max_tokens: SGLang lets the answer run to the end of the context.
         unlimited = sp.get("max_new_tokens") is None
+        grammars: dict = {}
         try:
             reqs = []
             for ids in prompt_ids:
                 params = SamplingParams(dict(sp))
+                if params.constrained:
+                    self._grammar(params, grammars)
                 if unlimited:
                     params.max_new_tokens = max(self.cfg.context_length - len(ids), 0)
                 ids = self._check_length(ids, params)
@@ -491,6 +604,9 @@ class GenerationApi:
         if not body.get("stream"):
             return await self._openai_answer(request, reqs, cid, created, model,
                                              "text_completion", lambda req: {"text": req.text})
+        tail = self._usage_tail(body, reqs, cid, created, model, "text_completion")
+        if (early := await self._grammar_error_stream(request, reqs, tail)) is not None:
+            return early
         text_sent: dict[int, int] = {}
 
         def chunk_of(req: Req, final: bool, n_sent: int):
@@ -506,9 +622,7 @@ class GenerationApi:
                              "finish_reason": reason, "matched_stop": matched}],
                 "usage": None}) + "\n\n"
 
-        return await self._stream(request, reqs, waker, chunk_of,
-                                  self._usage_tail(body, reqs, cid, created, model,
-                                                   "text_completion"))
+        return await self._stream(request, reqs, waker, chunk_of, tail)
 
     async def _openai_start(self, body: dict, prompt_ids: list, max_tokens, id_prefix: str):
         """What both OpenAI routes do before they answer: make one request per prompt and
@@ -517,7 +631,12 @@ class GenerationApi:
         as it is (an injected error) or None. A full queue is SGLang's 503 for a non-streaming
         call; a stream gets the abort chunk instead."""
         waker = Waker()
-        reqs = self._openai_reqs(prompt_ids, self._openai_params(body, max_tokens), waker)
+        chat = id_prefix == "chatcmpl"
+        reqs = self._openai_reqs(prompt_ids, self._openai_params(body, max_tokens, chat), waker)
+        error = reqs[0].params.grammar_error if reqs else None
+        if error is not None and not body.get("stream"):
+            # The scheduler's 400 abort, raised as a ValueError by the tokenizer manager.
+            raise openai_error(error)
         model = body.get("model") or "default"
         cid = f"{id_prefix}-{uuid.uuid4().hex}"
         created = int(time.time())
@@ -531,6 +650,21 @@ class GenerationApi:
                 raise openai_error(QUEUE_FULL, 503, "503")
             await self._wait_all(reqs, waker)
         return reqs, waker, model, cid, created, None
+
+    async def _grammar_error_stream(self, request: Request, reqs: list[Req], tail):
+        """A stream whose schema did not compile. 0.5.23's OpenAI streams turn an abort with
+        a status code into an error event (create_streaming_error_response) in place of any
+        choice chunk; 0.5.6's send the abort as finish_reason "abort" (returns None: the
+        ordinary stream does that)."""
+        error = reqs[0].params.grammar_error if reqs else None
+        if error is None or self.cfg.sim_version == "0.5.6":
+            return None
+        resp = StreamResponse(status=200, headers=SSE_HEADERS)
+        await resp.prepare(request)
+        event = json.dumps({"error": {"object": "error", "message": error,
+                                      "type": "BAD_REQUEST", "param": None, "code": 400}})
+        await self._end_stream(resp, [f"data: {event}\n\n"], tail, [])
+        return resp
 
     async def _openai_answer(self, request: Request, reqs: list[Req], cid: str, created: int,
                              model: str, obj: str, content_of) -> Response:
@@ -580,6 +714,9 @@ class GenerationApi:
                 request, reqs, cid, created, model, "chat.completion",
                 lambda req: {"message": {"role": "assistant", "content": req.text,
                                          "reasoning_content": None, "tool_calls": None}})
+        tail = self._usage_tail(body, reqs, cid, created, model, "chat.completion.chunk")
+        if (early := await self._grammar_error_stream(request, reqs, tail)) is not None:
+            return early
         text_sent: dict[int, int] = {}
 
         def chunk(req: Req, delta: dict, reason=None, matched=None) -> str:
@@ -606,6 +743,4 @@ class GenerationApi:
                                    reason, matched))
             return "".join(parts) or None
 
-        return await self._stream(request, reqs, waker, chunk_of,
-                                  self._usage_tail(body, reqs, cid, created, model,
-                                                   "chat.completion.chunk"))
+        return await self._stream(request, reqs, waker, chunk_of, tail)

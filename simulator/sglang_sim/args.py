@@ -8,7 +8,7 @@ import argparse
 
 from sglang_sim import SGLANG_VERSION
 
-FAULT_MODES = ("none", "hang", "crash", "slow", "error", "reject")
+FAULT_MODES = ("none", "hang", "stall", "crash", "slow", "error", "reject")
 # The SGLang releases whose HTTP surface the simulator can present (see README, "Versions").
 SGLANG_VERSIONS = ("0.5.6", "0.5.23")
 

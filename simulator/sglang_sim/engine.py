@@ -60,13 +60,17 @@ SAMPLING_DEFAULTS = {
 class SamplingParams:
     __slots__ = (
         "_key",
+        "constrained",
+        "grammar_error",
         "ignore_eos",
+        "json_schema",
         "max_new_tokens",
         "min_new_tokens",
         "min_p",
         "n",
         "no_stop_trim",
         "sampling_seed",
+        "schema",
         "skip_special_tokens",
         "stop",
         "stop_token_ids",
@@ -126,6 +130,27 @@ class SamplingParams:
         self.ignore_eos = bool(p["ignore_eos"])
         self.skip_special_tokens = bool(p["skip_special_tokens"])
         self.no_stop_trim = bool(p["no_stop_trim"])
+        # Structured output. The grammars are strings (0.5.23's request contract says so, in
+        # serde's words); an empty json_schema means none, as SGLang normalizes it. The API
+        # layer compiles json_schema into `schema` (or sets `grammar_error`); regex, ebnf and
+        # structural_tag are accepted and have no effect. constrained: any of them is set.
+        self.json_schema = None
+        self.constrained = False
+        if (p["json_schema"] is not None or p["regex"] is not None or p["ebnf"] is not None
+                or p["structural_tag"] is not None):
+            for name in ("json_schema", "regex", "ebnf"):
+                value = p[name]
+                if value is not None and not isinstance(value, str):
+                    raise ValueError(f"invalid type: {_unexpected(value)}, expected a string")
+            self.json_schema = p["json_schema"] or None
+            n = sum(x is not None for x in (self.json_schema, p["regex"], p["ebnf"],
+                                            p["structural_tag"]))
+            if n > 1:
+                raise ValueError(
+                    "Only one of json_schema, regex, ebnf, or structural_tag can be set.")
+            self.constrained = n == 1
+        self.schema = None
+        self.grammar_error: str | None = None
         # What the output depends on besides the prompt (max_new_tokens is left out so a
         # shorter request yields a prefix of a longer one).
         self._key = (self.temperature, self.top_p, self.top_k, self.min_p, self.sampling_seed)
@@ -133,6 +158,17 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0 or self.top_k == 1
+
+
+def _unexpected(v) -> str:
+    """serde's description of an unexpected JSON value, as 0.5.23's contract errors say it."""
+    if isinstance(v, bool):
+        return f"boolean `{'true' if v else 'false'}`"
+    if isinstance(v, int):
+        return f"integer `{v}`"
+    if isinstance(v, float):
+        return f"floating point `{v}`"
+    return "sequence" if isinstance(v, list) else "map" if isinstance(v, dict) else "value"
 
 
 class Waker:
@@ -167,6 +203,7 @@ class Req:
         "finish_reason",
         "finished",
         "first_token_time",
+        "forced",
         "in_queue",
         "index",
         "last_model_t",
@@ -207,6 +244,8 @@ class Req:
         self.reserved = 0
         self.eos_at = 0
         self.in_queue = False
+        # Structured output: the pieces of the document and their ids (see _emit_forced).
+        self.forced: tuple[list[str], array] | None = None
 
 
 class Engine:
@@ -248,6 +287,8 @@ class Engine:
         self.step_lag = LagRing()
         self.send_lag = LagRing()
         self.requests_finished = 0
+        # Schemas that failed to compile: 0.5.6's grammar cache remembers them until a flush.
+        self.bad_grammars: set[str] = set()
 
     # ---- submission ---------------------------------------------------------------------
     def submit(self, req: Req) -> bool:
@@ -266,6 +307,8 @@ class Engine:
         req.rng = random.Random(seed)
         if self.eos_max > 0:
             req.eos_at = req.rng.randint(self.eos_min, self.eos_max)
+        if p.schema is not None:
+            req.forced = tokenizer.split(p.schema.generate(req.rng))
         req.reserved = min(len(req.prompt_ids) + p.max_new_tokens, self.max_total_tokens)
         req.in_queue = True
         self.waiting.append(req)
@@ -273,13 +316,14 @@ class Engine:
         self._work.set()
         return True
 
-    def refuse(self, req: Req) -> None:
-        """End a request that never entered the queue, as SGLang's _abort_on_queued_limit."""
+    def refuse(self, req: Req, reason: dict | None = None) -> None:
+        """End a request that never entered the queue, as SGLang's _abort_on_queued_limit
+        (or with another abort reason, such as a schema that does not compile)."""
         now = asyncio.get_running_loop().time()
         req.arrival = req.arrival or now
-        self._finish(req, {"type": "abort", "message": "The request queue is full.",
-                           "status_code": 503, "err_type": "ServiceUnavailable"}, now,
-                     counted=False)
+        self._finish(req, reason or {"type": "abort", "message": "The request queue is full.",
+                                     "status_code": 503, "err_type": "ServiceUnavailable"},
+                     now, counted=False)
         if req.log_metrics:
             self.metrics.num_aborted += 1
 
@@ -331,6 +375,7 @@ class Engine:
         if self.waiting or self.running or self.prefilling:
             return False
         self.cache.reset()
+        self.bad_grammars.clear()
         return True
 
     def set_paused(self, paused: bool) -> None:
@@ -464,6 +509,9 @@ class Engine:
         self._hit_sums[1] += total
 
     def _emit(self, req: Req, now: float, model_t: float) -> None:
+        if req.forced is not None:
+            self._emit_forced(req, now, model_t)
+            return
         p = req.params
         out = req.output_ids
         n_out = len(out)
@@ -473,6 +521,19 @@ class Engine:
             tid = tokenizer.OUTPUT_IDS[int(req.rng.random() * len(tokenizer.OUTPUT_IDS))]
         out.append(tid)
         n_out += 1
+        self._count_token(req, n_out, now, model_t)
+        reason = None
+        can_stop = n_out > p.min_new_tokens
+        if tid == tokenizer.EOS_ID and not p.ignore_eos or tid in p.stop_token_ids and can_stop:
+            reason = {"type": "stop", "matched": tid}
+        else:
+            reason = self._append_text(req, tokenizer.decode_piece(tid, p.skip_special_tokens), can_stop)
+        if reason is None and n_out >= p.max_new_tokens:
+            reason = {"type": "length", "length": p.max_new_tokens}
+        self._settle(req, reason, now)
+
+    def _count_token(self, req: Req, n_out: int, now: float, model_t: float) -> None:
+        """The metrics of one generated token (the n_out-th): TTFT for the first, ITL after."""
         req.last_model_t = model_t
         if req.log_metrics:
             m = self.metrics
@@ -483,28 +544,61 @@ class Engine:
             else:
                 m.itl.observe(now - req.last_token_time)
         req.last_token_time = now
-        reason = None
-        can_stop = n_out > p.min_new_tokens
-        if tid == tokenizer.EOS_ID and not p.ignore_eos or tid in p.stop_token_ids and can_stop:
-            reason = {"type": "stop", "matched": tid}
-        else:
-            piece = tokenizer.decode_piece(tid, p.skip_special_tokens)
-            before = len(req.text)
-            req.text += piece
-            if p.stop and can_stop:
-                for s in p.stop:
-                    idx = req.text.find(s, max(0, before - len(s) + 1))
-                    if idx >= 0:
-                        if not p.no_stop_trim:
-                            req.text = req.text[:idx]
-                        reason = {"type": "stop", "matched": s}
-                        break
-        if reason is None and n_out >= p.max_new_tokens:
-            reason = {"type": "length", "length": p.max_new_tokens}
+
+    @staticmethod
+    def _append_text(req: Req, piece: str, can_stop: bool) -> dict | None:
+        """Add a decoded piece to the text; the finish reason when it completes a stop string
+        (trimmed unless no_stop_trim)."""
+        p = req.params
+        before = len(req.text)
+        req.text += piece
+        if p.stop and can_stop:
+            for s in p.stop:
+                idx = req.text.find(s, max(0, before - len(s) + 1))
+                if idx >= 0:
+                    if not p.no_stop_trim:
+                        req.text = req.text[:idx]
+                    return {"type": "stop", "matched": s}
+        return None
+
+    def _settle(self, req: Req, reason: dict | None, now: float) -> None:
         if reason is not None:
             self._finish(req, reason, now)
         elif req.waker is not None:
             req.waker.wake()
+
+    def _emit_forced(self, req: Req, now: float, model_t: float) -> None:
+        """The next token of a structured output: the next piece of the document, then EOS,
+        which terminates the grammar. The finish checks in 0.5.23's order (update_finish_state):
+        stop strings, EOS and stop tokens, max_new_tokens, the terminated grammar. So the EOS
+        ends the request with "stop" even when it is the last token max_new_tokens allows, and
+        with ignore_eos too (the terminated grammar, unless that EOS hit the length);
+        min_new_tokens does not extend a finished document."""
+        p = req.params
+        pieces, ids = req.forced
+        out = req.output_ids
+        k = len(out)
+        if k < len(ids):
+            tid, piece = ids[k], pieces[k]
+        else:
+            tid, piece = tokenizer.EOS_ID, None
+        out.append(tid)
+        n_out = k + 1
+        self._count_token(req, n_out, now, model_t)
+        reason = None
+        can_stop = n_out > p.min_new_tokens
+        if piece is None:
+            if p.ignore_eos and n_out >= p.max_new_tokens:
+                reason = {"type": "length", "length": p.max_new_tokens}
+            else:
+                reason = {"type": "stop", "matched": tid}
+        elif tid in p.stop_token_ids and can_stop:
+            reason = {"type": "stop", "matched": tid}
+        else:
+            reason = self._append_text(req, piece, can_stop)
+            if reason is None and n_out >= p.max_new_tokens:
+                reason = {"type": "length", "length": p.max_new_tokens}
+        self._settle(req, reason, now)
 
     def _finish(self, req: Req, reason: dict, now: float, counted: bool = True) -> None:
         if req.finished:

@@ -188,7 +188,9 @@ class Server:
         f.mode = mode
         log.warning("Simulated fault set: %s", dumps(f.as_dict()))
         self.engine.slow_factor = f.slow_factor if mode == "slow" else 1.0
-        self.engine.set_hung(mode == "hang")
+        # "stall" wedges the scheduler alone: the HTTP process keeps answering, as SGLang's
+        # tokenizer process does when its scheduler deadlocks.
+        self.engine.set_hung(mode in ("hang", "stall"))
         if mode == "hang":
             self._unhang.clear()
         else:

@@ -28,6 +28,7 @@ _FIRST_HASHED_ID = 1024
 
 # The words the toy model writes. Leading spaces are part of the token, as in BPE vocabularies.
 _WORDS = ["the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "they", "you", "were", "her", "she", "there", "all", "one", "their", "we", "can", "has", "been", "more", "would", "will", "when", "who", "so", "if", "no", "out", "up", "into", "them", "some", "time", "than", "its", "only", "other", "new", "about", "two", "may", "first", "then", "model", "server", "token", "cache", "request", "answer", "system", "value", "result", "data", "node", "queue", "batch", "prefix", "Paris", "France", "capital", "city", "river", "north", "south", "light", "water", "stone", "green", "quiet", "simple", "small", "large", "early", "late", "fast", "slow", "good", "great", "long", "short", "high", "low", "open", "close", "ready", "steady", "bright", "because", "while", "where", "after", "before", "under", "over", "between", "through", "during", "without", "again", "often", "always", "never", "perhaps", "also", "still", "even", "just", "well", "very", "much", "many", "most", "each", "every", "any", "both"]
+WORDS: tuple[str, ...] = tuple(_WORDS)
 OUTPUT_VOCAB: tuple[str, ...] = tuple(" " + w for w in _WORDS) + (".", ",", "\n")
 _ID_OF_PIECE = {piece: _FIRST_WORD_ID + i for i, piece in enumerate(OUTPUT_VOCAB)}
 _PIECE_OF_ID = {i: piece for piece, i in _ID_OF_PIECE.items()}
@@ -58,6 +59,14 @@ def encode(text: str, add_bos: bool = True) -> array:
     ids = array("i", [BOS_ID]) if add_bos else array("i")
     ids.extend([cache[p] if p in cache else _hashed_id(p) for p in pieces])
     return ids
+
+
+def split(text: str) -> tuple[list[str], array]:
+    """The pieces of text (which join back to it) and their ids, without BOS: what a forced
+    output (structured output) emits, one piece per token."""
+    pieces = _PIECE_RE.findall(text)
+    cache = _cache
+    return pieces, array("i", [cache[p] if p in cache else _hashed_id(p) for p in pieces])
 
 
 _SPECIAL_IDS = frozenset(SPECIAL_TOKENS.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import requests
@@ -86,6 +87,39 @@ def test_hang_fault_accepts_connections_and_never_answers(sim_factory):
     sim.post("/_sim/fault", {"mode": "none"})
     assert sim.get("/health").status_code == 200
     assert sim.post("/generate", GEN).status_code == 200
+
+
+def test_stall_fault_keeps_http_answering_while_no_token_is_made(sim_factory):
+    sim = sim_factory(*FAST, "--sim-admin", "--enable-metrics", env={"SGLANG_HEALTH_CHECK_TIMEOUT": "1"})
+    assert sim.post("/generate", GEN).status_code == 200
+    before = sim.get("/metrics").text
+    assert sim.post("/_sim/fault", {"mode": "stall"}).status_code == 200
+    stuck = {}
+    client = threading.Thread(target=lambda: stuck.update(r=sim.post("/generate", GEN, timeout=30)))
+    client.start()
+    time.sleep(0.5)
+    assert client.is_alive(), "a generation finished while the scheduler was stalled"
+    # The HTTP side answers: the models, and the metrics with the stuck request counted.
+    assert sim.get("/v1/models").status_code == 200
+    metrics = sim.get("/metrics")
+    assert metrics.status_code == 200
+    assert _gauge(metrics.text, "sglang:num_running_reqs") + _gauge(metrics.text, "sglang:num_queue_reqs") >= 1
+    assert _gauge(metrics.text, "sglang:generation_tokens_total") == _gauge(before, "sglang:generation_tokens_total")
+    # The deep check fails as SGLang's does (its generation never comes back).
+    assert sim.get("/health_generate", timeout=5).status_code == 503
+    sim.post("/_sim/fault", {"mode": "none"})
+    client.join(10)
+    assert stuck["r"].status_code == 200
+    assert sim.get("/health_generate").status_code == 200
+
+
+def _gauge(text, name):
+    """The sum of a metric's samples in Prometheus text."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def test_crash_fault_exits_non_zero(sim_factory):

@@ -27,8 +27,11 @@ import urllib.parse
 import warnings
 
 import aiohttp
-
-CHAT = {"model": "default", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": 8}
+from load import (  # beside this script (tests/harness/load.py)
+    CHAT,
+    run_load,
+    service_gap,
+)
 
 
 def _env(name):
@@ -197,6 +200,34 @@ async def cmd_fault(args):
     print(json.dumps(results))
 
 
+async def cmd_stall(args):
+    """A deadlocked scheduler with work in it: the instance's stall fault (its HTTP side keeps
+    answering), --requests generations sent to it directly, held for --seconds or until
+    --stop-file exists, then the fault lifted; the requests then finish."""
+    headers = _auth(_env("LBT_BACKEND_KEY"))
+    body = {"text": "stalled", "sampling_params": {"max_new_tokens": 4, "ignore_eos": True}}
+
+    async def one(session):
+        try:
+            async with session.post(f"http://{args.sim}/generate", json=body, headers=headers) as resp:
+                await resp.read()
+                return resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return type(exc).__name__
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=args.seconds + 60)) as session:
+        await _set_fault(session, args.sim, "stall")
+        started = time.monotonic()
+        clients = [asyncio.create_task(one(session)) for dummy in range(args.requests)]
+        while time.monotonic() - started < args.seconds and not (args.stop_file and os.path.exists(args.stop_file)):
+            await asyncio.sleep(0.5)
+        answered_while_stalled = sum(1 for c in clients if c.done())
+        await _set_fault(session, args.sim, "none")
+        statuses = await asyncio.gather(*clients)
+    print(json.dumps({"stalled_seconds": round(time.monotonic() - started, 1),
+                      "answered_while_stalled": answered_while_stalled, "statuses_after_lift": statuses}))
+
+
 def _percentile(values, fraction):
     if not values:
         return None
@@ -204,15 +235,19 @@ def _percentile(values, fraction):
     return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 3)
 
 
-async def _run_cmd(command):
-    proc = await asyncio.create_subprocess_exec(*shlex.split(command), stdout=subprocess.DEVNULL,
+async def _run_cmd(command, keep_output=0):
+    """Run a command; returns (rc, the end of its stderr, the last ``keep_output`` characters of
+    its stdout)."""
+    proc = await asyncio.create_subprocess_exec(*shlex.split(command), stdout=subprocess.PIPE,
                                                 stderr=subprocess.PIPE)
-    err = (await proc.communicate())[1]
-    return proc.returncode, err.decode()[-200:]
+    out, err = await proc.communicate()
+    return proc.returncode, err.decode(errors="replace")[-200:], out.decode(errors="replace")[-keep_output:] \
+        if keep_output else ""
 
 
 async def cmd_load(args):
-    """A steady load of non-streamed chats, every request counted; a fault part way through.
+    """A steady load of non-streamed chats (tests/harness/load.py), every request counted; a
+    fault part way through, and optionally a heal.
 
     With --tokens, requests cycle through those lengths (ignore_eos, so each generates exactly
     that many tokens): a mix of short and long generations. A request that gets no answer
@@ -220,50 +255,38 @@ async def cmd_load(args):
     own generation (tokens x --decode-ms) a request took.
     """
     key = _env("LBT_KEY")
-    records = []
-    stop_at = time.monotonic() + args.seconds
-    t0 = time.monotonic()
     fault_done = {}
-    lengths = [int(t) for t in args.tokens.split(",")] if args.tokens else [None]
-    counter = {"n": 0}
-    timeout = aiohttp.ClientTimeout(total=args.client_timeout)
-    connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        async def worker():
-            while time.monotonic() < stop_at and len(records) < args.max_requests:
-                tokens = lengths[counter["n"] % len(lengths)]
-                counter["n"] += 1
-                body = dict(CHAT, max_tokens=tokens, ignore_eos=True) if tokens else CHAT
-                start = time.monotonic()
-                try:
-                    async with session.post(args.url + args.path, json=body, headers=_auth(key)) as resp:
-                        data = await resp.read()
-                        ok = resp.status == 200 and b'"choices"' in data
-                        outcome = str(resp.status) if not ok else "ok"
-                except TimeoutError:
-                    outcome = "hung"
-                except aiohttp.ClientError as exc:
-                    outcome = type(exc).__name__
-                latency = time.monotonic() - start
-                expected = (tokens or 8) * args.decode_ms / 1000.0
-                records.append({"t": round(start - t0, 3), "outcome": outcome, "tokens": tokens,
-                                "latency": round(latency, 3), "overrun": round(latency - expected, 3)})
+    t0_box = {}
 
-        async def injector():
-            await asyncio.sleep(args.fault_at)
-            fault_done["t"] = round(time.monotonic() - t0, 3)
-            if args.kill_cmd:
-                fault_done["kill_rc"], fault_done["kill_stderr"] = await _run_cmd(args.kill_cmd)
-            if args.hang:
+    async def fault():
+        fault_done["t"] = round(time.monotonic() - t0_box.get("t0", time.monotonic()), 3)
+        if args.kill_cmd:
+            started = time.monotonic()
+            fault_done["kill_rc"], fault_done["kill_stderr"], fault_done["kill_stdout"] = await _run_cmd(
+                args.kill_cmd, args.keep_output)
+            fault_done["kill_end"] = round(fault_done["t"] + time.monotonic() - started, 3)
+            if args.stop_after_cmd is not None:
+                await asyncio.sleep(args.stop_after_cmd)
+                stop.set()
+        if args.hang:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
                 fault_done["hang"] = await _set_fault(session, args.hang, "hang")
-            if args.heal_cmd:
-                await asyncio.sleep(max(0.0, args.heal_at - (time.monotonic() - t0)))
-                fault_done["heal_t"] = round(time.monotonic() - t0, 3)
-                fault_done["heal_rc"], fault_done["heal_stderr"] = await _run_cmd(args.heal_cmd)
 
-        await asyncio.gather(injector(), *(worker() for dummy in range(args.concurrency)))
-        if args.hang and args.end_hang:
-            # End the hang so nginx's stuck upstream connections finish.
+    async def heal():
+        fault_done["heal_rc"], fault_done["heal_stderr"], _out = await _run_cmd(args.heal_cmd)
+
+    stop = asyncio.Event()
+    # A fault time past the end of the load: a plain load, no fault.
+    events = ([(args.fault_at, fault)] if args.fault_at <= args.seconds else []) \
+        + ([(args.heal_at, heal)] if args.heal_cmd else [])
+    t0_box["t0"] = time.monotonic()
+    tokens = [int(t) for t in args.tokens.split(",")] if args.tokens else None
+    records, _t0 = await run_load(args.url, key, args.seconds, args.concurrency, args.path or ["/v1/chat/completions"],
+                                  tokens, args.decode_ms,
+                                  args.client_timeout, args.max_requests, events, args.stream_every, stop)
+    if args.hang and args.end_hang:
+        # End the hang so nginx's stuck upstream connections finish.
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             await _set_fault(session, args.hang, "none")
     outcomes = {}
     for r in records:
@@ -271,11 +294,20 @@ async def cmd_load(args):
     after = [r for r in records if r["t"] >= fault_done.get("t", 0)]
     latencies = [r["latency"] for r in records if r["outcome"] == "ok"]
     print(json.dumps({
+        "service_gap": service_gap(records, fault_done.get("t")),
         "requests": len(records), "outcomes": outcomes, "fault": fault_done,
         "requests_after_fault": len(after),
         "ok_after_fault": sum(1 for r in after if r["outcome"] == "ok"),
         "failed": sum(1 for r in records if r["outcome"] != "ok"),
         "hung": sum(1 for r in records if r["outcome"] == "hung"),
+        "retried": sum(1 for r in records if r["retried"]),
+        "streams": sum(1 for r in records if r["stream"]),
+        "per_path": {path: sum(1 for r in records if r["path"] == path) for path in sorted({r["path"] for r in records})},
+        "streams_ok": sum(1 for r in records if r["stream"] and r["outcome"] == "ok"),
+        # Streams in flight when the fault (the operation) began: each must have completed.
+        "streams_across_fault": sum(1 for r in records if r["stream"] and r["t"] < fault_done.get("t", 0) < r["end"]),
+        "streams_across_fault_ok": sum(1 for r in records if r["stream"] and r["t"] < fault_done.get("t", 0) < r["end"]
+                                       and r["outcome"] == "ok"),
         "failures": [r for r in records if r["outcome"] != "ok"][:20],
         "worst_overrun": max((r["overrun"] for r in records), default=None),
         "longest_tokens": max((r["tokens"] or 0 for r in records), default=0),
@@ -385,6 +417,21 @@ def cmd_admin(args):
     print(json.dumps(result))
 
 
+def vip_holders(vip, containers):
+    """The containers that have ``vip`` on an interface (``ip -4 -o addr``); a stopped one has not."""
+    holders = []
+    for name in containers:
+        proc = subprocess.run(["docker", "exec", name, "ip", "-4", "-o", "addr", "show"], capture_output=True,
+                              text=True, timeout=20, check=False)
+        if proc.returncode == 0 and re.search(r"\sinet " + re.escape(vip) + "/", proc.stdout):
+            holders.append(name)
+    return holders
+
+
+def cmd_vip_holder(args):
+    print(json.dumps({"vip": args.vip, "holders": vip_holders(args.vip, args.containers)}))
+
+
 def cmd_sim_state(args):
     """/_sim/state of each instance (direct, with the backend key)."""
     key = _env("LBT_BACKEND_KEY")
@@ -392,7 +439,7 @@ def cmd_sim_state(args):
     for sim in args.sims:
         got = raw_request(f"http://{sim}", "GET", "/_sim/state", headers=_auth(key))
         body = got.get("body") if isinstance(got.get("body"), dict) else {}
-        fields = ("status", "paused", "draining", "version", "startup_time", "health_checks", "flushes", "fault")
+        fields = ("status", "paused", "draining", "version", "startup_time", "health_checks", "flushes", "fault", "engine")
         out[sim] = {k: body.get(k) for k in fields}
         out[sim]["http_status"] = got.get("status")
     print(json.dumps(out))
@@ -640,6 +687,7 @@ def cmd_ha_state(args):
     _collection_path()
     # pylint: disable=import-outside-toplevel
     from ansible_collections.inferops.sglang.plugins.module_utils._leases import (
+        EPOCH_KEY,
         lb_key,
         leader_key,
         parse_holder,
@@ -666,8 +714,10 @@ def cmd_ha_state(args):
         fields = client.execute("HGETALL", lb_key(lb)) or []
         lbs[lb] = dict(zip(fields[0::2], fields[1::2]))
     events = read_events(client, args.events)
+    counter = int(client.execute("GET", EPOCH_KEY) or 0)
     client.close()
-    print(json.dumps({"master": f"{host}:{port}", "holders": holders, "lbs": lbs, "events": events}))
+    print(json.dumps({"master": f"{host}:{port}", "holders": holders, "lbs": lbs, "events": events,
+                      "epoch_counter": counter}))
 
 
 def main():
@@ -708,9 +758,15 @@ def main():
                    help="lift the hang at the end (default; --no-end-hang when the instance is fenced anyway)")
     p.add_argument("--heal-cmd", help="command run at --heal-at, e.g. reconnecting a network")
     p.add_argument("--heal-at", type=float, default=0)
-    p.add_argument("--path", default="/v1/chat/completions", help="e.g. /pools/standby/v1/chat/completions")
+    p.add_argument("--path", action="append",
+                   help="e.g. /pools/standby/v1/chat/completions; repeat it to take turns between pools "
+                        "(default /v1/chat/completions)")
     p.add_argument("--tokens", help="comma-separated generation lengths to cycle through (ignore_eos)")
     p.add_argument("--decode-ms", type=float, default=40, help="the simulator's time per token, for the overrun")
+    p.add_argument("--stream-every", type=int, default=0, help="stream every N-th request (0: none)")
+    p.add_argument("--keep-output", type=int, default=0, help="keep the last N characters of --kill-cmd's stdout")
+    p.add_argument("--stop-after-cmd", type=float,
+                   help="end the load this many seconds after --kill-cmd finished (--seconds still bounds it)")
     p = sub.add_parser("attack")
     p.add_argument("--url", required=True)
     p.add_argument("--routes-file", required=True, help="a release's route list (tests/fixtures)")
@@ -757,6 +813,14 @@ def main():
     p.add_argument("--stop-at", type=float, default=2)
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--writes-after", type=int, default=20)
+    p = sub.add_parser("stall")
+    p.add_argument("--sim", required=True, help="instance host:port")
+    p.add_argument("--requests", type=int, default=3)
+    p.add_argument("--seconds", type=float, required=True, help="the longest the stall lasts")
+    p.add_argument("--stop-file", help="lift the stall as soon as this file exists")
+    p = sub.add_parser("vip-holder")
+    p.add_argument("--vip", required=True)
+    p.add_argument("--containers", nargs="+", required=True, help="the load balancers' containers")
     args = parser.parse_args()
     function = globals()["cmd_" + args.cmd.replace("-", "_")]
     if not asyncio.iscoroutinefunction(function):

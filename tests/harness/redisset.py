@@ -20,7 +20,7 @@ from ansible_collections.inferops.sglang.plugins.module_utils._redis import (
 from tests.harness.procs import redis_server
 
 PASSWORDS = {"admin": "admin-password-0001", "replication": "replication-pw-0001", "sentinel": "sentinel-pw-00001",
-             "client": "client-password-001", "agent": "agent-password-00001"}
+             "client": "client-password-001", "agent": "agent-password-00001", "exporter": "exporter-password-01"}
 MASTER_NAME = "inferops"
 
 

@@ -7,6 +7,7 @@ import pytest
 from ansible_collections.inferops.sglang.plugins.module_utils._redis import (
     ADMIN_USER,
     AGENT_USER,
+    EXPORTER_USER,
     REPLICATION_USER,
     SENTINEL_CLIENT_USER,
     SENTINEL_USER,
@@ -82,6 +83,22 @@ def test_sentinel_client_may_only_ask_for_the_master(redis_set):
             assert denied(sentinel, *command) == "NOPERM", command
     with client(redis_set["sentinel_port"], SENTINEL_USER, "sentinel") as peer:
         assert peer.execute("SENTINEL", "MASTER", MASTER_NAME)[1] == MASTER_NAME
+
+
+def test_exporter_reads_statistics_and_nothing_else(redis_set):
+    with client(redis_set["port"], EXPORTER_USER, "exporter") as exporter:
+        assert "redis_version" in exporter.execute("INFO", "server")
+        assert exporter.execute("CONFIG", "GET", "maxmemory")[0] == "maxmemory"
+        assert isinstance(exporter.execute("SLOWLOG", "GET", "10"), list)
+        for command in (("GET", "inferops:test"), ("SET", "x", "1"), ("KEYS", "*"), ("CONFIG", "SET", "maxmemory", "1"),
+                        ("FLUSHALL",), ("ACL", "LIST"), ("SHUTDOWN",)):
+            assert denied(exporter, *command) == "NOPERM", command
+    with client(redis_set["sentinel_port"], EXPORTER_USER, "exporter") as exporter:
+        assert exporter.execute("SENTINEL", "MASTERS")[0][1] == MASTER_NAME
+        assert "sentinel_masters:1" in exporter.execute("INFO", "sentinel")
+        for command in (("SENTINEL", "FAILOVER", MASTER_NAME), ("SENTINEL", "SET", MASTER_NAME, "quorum", "1"),
+                        ("SENTINEL", "CONFIG", "GET", "*")):
+            assert denied(exporter, *command) == "NOPERM", command
 
 
 def test_discovery_follows_the_client_protocol(redis_set):

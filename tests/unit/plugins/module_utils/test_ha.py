@@ -36,6 +36,11 @@ INSTANCE_TABLE = [
     ("starting", {"rises": 1}, OK, "healthy", [], "2 good deep probes: back in rotation"),
     ("starting", {"rises": 1}, CHEAP_OK, "starting", [], None),  # only a deep probe counts as a rise
     ("starting", {"rises": 1}, DEEP_FAIL, "starting", [], None),
+    # Drained: the operator owns the container (a rolling update replaces it). Fenced, never restarted.
+    ("healthy", {}, dict(DEAD, hands_off=True), "fenced", [], "container not running"),
+    ("failing", {"fails": 1}, dict(CHEAP_FAIL, hands_off=True), "fenced", [], "2 probes failed in a row"),
+    ("fenced", {}, dict(DEAD, hands_off=True), "fenced", [], None),
+    ("fenced", {}, dict(OK, hands_off=True, restart_pending=True), "starting", [], "running again (drained"),
 ]
 
 
@@ -50,8 +55,13 @@ def test_instance_decisions(state, before, obs, after, actions, reason):
         assert reason in got_reason
 
 
+def test_a_drained_instance_that_does_not_come_back_is_not_restarted_after_the_start_timeout():
+    new, actions, dummy = ha.decide_instance(track("starting", since=0.0), dict(DEEP_FAIL, hands_off=True), CFG, now=100.0)
+    assert new["state"] == "starting" and actions == [] and new["restarts"] == 0
+
+
 def test_a_rising_instance_loses_its_rises_on_a_failure():
-    new, _, _ = ha.decide_instance(track("starting", rises=1), DEEP_FAIL, CFG, now=10.0)
+    new, dummy, dummy = ha.decide_instance(track("starting", rises=1), DEEP_FAIL, CFG, now=10.0)
     assert new["rises"] == 0
 
 
@@ -59,8 +69,8 @@ def test_a_crash_looping_instance_is_restarted_with_a_doubling_back_off():
     t = track("healthy")
     now = 0.0
     restarts = []
-    for _ in range(40):
-        t, actions, _ = ha.decide_instance(t, DEAD, CFG, now)
+    for dummy in range(40):
+        t, actions, dummy = ha.decide_instance(t, DEAD, CFG, now)
         if actions:
             restarts.append(now)
         now += 1.0
@@ -72,13 +82,13 @@ def test_a_crash_looping_instance_is_restarted_with_a_doubling_back_off():
 def test_the_back_off_is_capped():
     t = track("healthy")
     for now in range(0, 1000):
-        t, _, _ = ha.decide_instance(t, DEAD, CFG, float(now))
+        t, dummy, dummy = ha.decide_instance(t, DEAD, CFG, float(now))
     assert t["backoff"] == CFG["backoff_max"]
 
 
 def test_a_restarted_instance_that_never_rises_is_restarted_after_the_start_timeout():
     t = track("starting", since=0.0)
-    t, actions, _ = ha.decide_instance(t, DEEP_FAIL, CFG, now=29.0)
+    t, actions, dummy = ha.decide_instance(t, DEEP_FAIL, CFG, now=29.0)
     assert actions == [] and t["state"] == "starting"
     t, actions, reason = ha.decide_instance(t, DEEP_FAIL, CFG, now=31.0)
     assert actions == ["restart"] and t["state"] == "fenced" and "not healthy 30s after its start" in reason
@@ -150,18 +160,18 @@ def test_render_follows_records_and_leases_and_never_adds_a_server():
 
 
 def test_a_free_lease_keeps_the_last_leader_primary_never_two():
-    rendered, _, _, leaders = ha.render_pools(POOLS, {}, {}, last_leaders={"sb": "gpu2"})
+    rendered, dummy, dummy, leaders = ha.render_pools(POOLS, {}, {}, last_leaders={"sb": "gpu2"})
     assert states(rendered)["sb"] == ["backup", "primary"] and leaders == {"sb": "gpu2"}
 
 
 def test_a_missing_record_keeps_what_was_rendered_last():
-    rendered, _, _, _ = ha.render_pools(POOLS, {}, {}, last_states={("chat", "gpu1", "sglang-chat-1"): False})
+    rendered, dummy, dummy, dummy = ha.render_pools(POOLS, {}, {}, last_states={("chat", "gpu1", "sglang-chat-1"): False})
     assert states(rendered)["chat"] == ["down", "primary", "down"]
     assert states(rendered)["sb"] == ["primary", "primary"]  # no lease ever: the first render serves with all
 
 
 def test_drained_servers_are_rendered_draining():
-    rendered, _, _, _ = ha.render_pools(POOLS, {}, {}, drained=[("chat", "gpu2", "sglang-chat-1")])
+    rendered, dummy, dummy, dummy = ha.render_pools(POOLS, {}, {}, drained=[("chat", "gpu2", "sglang-chat-1")])
     assert states(rendered)["chat"] == ["primary", "draining", "down"]
 
 
