@@ -9,9 +9,12 @@ the load balancer that holds the VIP:
 - host: the whole host (docker stop: its keepalived says goodbye as it shuts down);
 - crash: the whole host killed (docker kill: no goodbye, the peer waits for missed adverts);
 
-and prints, per trial, the time without service (the longest stretch after the fault in which
-no request started got an answer), the failed requests and where the VIP went; then p50 and
-p95 of the time without service per fault. After each trial the stopped part is started again
+and prints, per trial, the time without service, the failed requests of the steady load and
+where the VIP went; then p50 and p95 of the time without service per fault. The time without
+service is measured by a prober beside the load that opens a new connection every 50 ms (each
+with a 2 s timeout, as a new client would): the longest stretch after the fault in which no
+probe that was sent got an answer. A closed-loop load alone would overstate it: its clients
+stuck in requests that die with the old holder stop sending until their timeout. After each trial the stopped part is started again
 and the VIP stays where it moved (nopreempt): the next trial faults the new holder.
 Goal (issue 12): 4 s or less at p95.
 
@@ -30,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 from benchlib import pct
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +43,8 @@ from tests.harness.load import run_load, service_gap
 PREFIX = "inferops-lab"
 LBS = (f"{PREFIX}-lb1", f"{PREFIX}-lb2")
 FAULT_AT = 4.0
+PROBE_EVERY = 0.05
+PROBE_TIMEOUT = 2.0
 
 
 def docker(*args, check=True):
@@ -83,6 +89,32 @@ def wait_for(check, timeout, what):
     raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
 
 
+async def probe(url, key, seconds):
+    """One short chat on a new connection every PROBE_EVERY seconds, recorded as the load's
+    records are (``t``, ``outcome``), so the load's service_gap measures them."""
+    results = []
+    headers = {"Authorization": "Bearer " + key}
+    body = {"model": "tiny-chat", "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+    t0 = time.monotonic()
+
+    async def one(session, start):
+        try:
+            async with session.post(url + "/v1/chat/completions", json=body, headers=headers) as resp:
+                await resp.read()
+                results.append({"t": start, "outcome": "ok" if resp.status == 200 else resp.status})
+        except (TimeoutError, aiohttp.ClientError):
+            results.append({"t": start, "outcome": "error"})
+
+    connector = aiohttp.TCPConnector(force_close=True, limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as session:
+        tasks = []
+        while time.monotonic() - t0 < seconds:
+            tasks.append(asyncio.create_task(one(session, round(time.monotonic() - t0, 3))))
+            await asyncio.sleep(PROBE_EVERY)
+        await asyncio.gather(*tasks)
+    return results
+
+
 def trial(vip, key, fault, seconds):
     wait_for(lambda: ready(vip), 120, "both load balancers up and one VIP holder")
     time.sleep(3)
@@ -95,8 +127,13 @@ def trial(vip, key, fault, seconds):
         proc = await asyncio.create_subprocess_exec(*command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         await proc.wait()
 
-    records, _t0 = asyncio.run(run_load(f"http://{vip}:8080", key, seconds, concurrency=4, tokens=[8, 8, 24],
-                                       decode_ms=40.0, client_timeout=30.0, events=[(FAULT_AT, inject)]))
+    async def both():
+        return await asyncio.gather(
+            run_load(f"http://{vip}:8080", key, seconds, concurrency=4, tokens=[8, 8, 24], decode_ms=40.0,
+                     client_timeout=30.0, events=[(FAULT_AT, inject)]),
+            probe(f"http://{vip}:8080", key, seconds))
+
+    (records, _t0), probes = asyncio.run(both())
     moved_to = holders(vip)
     if fault == "nginx":
         docker("exec", holder, "systemctl", "start", "nginx")
@@ -106,7 +143,8 @@ def trial(vip, key, fault, seconds):
     return {"fault": fault, "from": holder, "to": moved_to, "requests": len(records), "failed": len(failed),
             "hung": sum(1 for r in failed if r["outcome"] == "hung"),
             "outcomes": sorted({str(r["outcome"]) for r in failed}),
-            "no_service_s": service_gap(records, FAULT_AT)}
+            "probes": len(probes), "probes_failed": sum(1 for p in probes if p["outcome"] != "ok"),
+            "no_service_s": service_gap(probes, FAULT_AT), "load_gap_s": service_gap(records, FAULT_AT)}
 
 
 def main():
@@ -127,7 +165,8 @@ def main():
             results.append(result)
             print(f"{fault:<6} trial {number}: {result['from']} -> {','.join(result['to']) or 'nobody'}: "
                   f"{result['requests']:4d} requests, {result['failed']} failed ({result['hung']} hung) "
-                  f"{result['outcomes'] or ''}, {result['no_service_s']} s without service", flush=True)
+                  f"{result['outcomes'] or ''}; probes {result['probes_failed']}/{result['probes']} failed, "
+                  f"{result['no_service_s']} s without service", flush=True)
     print()
     print(f"{'fault':<6} {'trials':>6} {'no service p50 s':>17} {'p95 s':>7} {'failed per trial':>17}")
     for fault in args.faults.split(","):
