@@ -114,6 +114,7 @@ def _read_secret(path):
 
 
 # ---- Redis, through Sentinel ----------------------------------------------------------------
+DISCOVERY_TIMEOUT = 0.2
 class RedisLink:
     """The connection to the current master, found through the Sentinels and found again after
     any error (a promotion closes old connections; a READONLY reply means we hold a replica)."""
@@ -129,6 +130,8 @@ class RedisLink:
         self.error = None
         self.healthy = True
         self.recovered_at = None
+        self.failed_at = None
+        self.retry_seconds = float(cfg.get("retry_seconds", 0.5))
 
     def _outcome(self, ok):
         if ok and not self.healthy:
@@ -137,17 +140,26 @@ class RedisLink:
 
     def get(self):
         if self.client is None:
+            # One attempt to find the master per loop at most: a partitioned node must not spend
+            # its loop (and its lease margin) waiting on unreachable Sentinels again and again.
+            if self.failed_at is not None and time.monotonic() - self.failed_at < self.retry_seconds:
+                return None
             try:
+                # Short per-Sentinel timeouts: a partitioned node tries every Sentinel in turn, and
+                # the whole attempt must fit well inside the lease margin.
                 host, port = discover_master(self.sentinels, self.master_name, SENTINEL_CLIENT_USER,
-                                             self.sentinel_password, AGENT_USER, self.password, self.timeout)
+                                             self.sentinel_password, AGENT_USER, self.password,
+                                             min(self.timeout, DISCOVERY_TIMEOUT))
                 client = RedisClient(host, port, username=AGENT_USER, password=self.password, timeout=self.timeout,
                                      client_name="inferops-agent")
                 client.connect()
                 self.client, self.master, self.error = client, "%s:%s" % (host, port), None
             except (RedisError, OSError, ValueError) as exc:
                 self.error = str(exc)
+                self.failed_at = time.monotonic()
                 self._outcome(False)
                 return None
+            self.failed_at = None
         return self.client
 
     def drop(self, error):
@@ -304,6 +316,9 @@ class Agent:
     # ---- one loop ----------------------------------------------------------------------------
     def tick(self):
         now = self.clock()
+        # Before any Redis call, which may block for its timeouts: a lease not renewed by its
+        # deadline is given up now, not after this loop's I/O.
+        self._fence_past_deadline(now)
         if self.instances:
             self.gpu_tick(now)
         if self.lb:
@@ -500,6 +515,13 @@ class Agent:
         for pool in self._standby_pools():
             self._apply_lease(pool, {"node": self.node, "role": self._role(pool)["role"], "redis_ok": False,
                                      "deadline": self._role(pool).get("deadline", 0)}, now)
+
+    def _fence_past_deadline(self, now):
+        for pool in self._standby_pools():
+            role = self._role(pool)
+            if role["role"] == ha.LEADER and now >= role.get("deadline", 0):
+                self._apply_lease(pool, {"node": self.node, "role": ha.LEADER, "redis_ok": False,
+                                         "deadline": role.get("deadline", 0)}, now)
 
     def _role(self, pool):
         return self.state["roles"].setdefault(pool, {"role": ha.STANDBY, "epoch": 0, "deadline": 0})
