@@ -114,7 +114,10 @@ def _read_secret(path):
 
 
 # ---- Redis, through Sentinel ----------------------------------------------------------------
+# Seconds per Sentinel when looking for the master: a partitioned node tries each in turn.
 DISCOVERY_TIMEOUT = 0.2
+
+
 class RedisLink:
     """The connection to the current master, found through the Sentinels and found again after
     any error (a promotion closes old connections; a READONLY reply means we hold a replica)."""
