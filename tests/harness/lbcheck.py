@@ -660,12 +660,12 @@ def cmd_redis_failover(args):
 
 
 async def cmd_keep_hung(args):
-    """Keep one instance hung for a while: put it back into the hang fault every 0.3 s, also
-    right after the agent restarted it."""
+    """Keep one instance hung for a while (--seconds, or until --stop-file exists): put it back
+    into the hang fault every 0.3 s, also right after the agent restarted it."""
     applied = 0
     deadline = time.monotonic() + args.seconds
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (args.stop_file and os.path.exists(args.stop_file)):
             try:
                 await _set_fault(session, args.sim, "hang")
                 applied += 1
@@ -804,7 +804,8 @@ def main():
     p.add_argument("--events", type=int, default=500)
     p = sub.add_parser("keep-hung")
     p.add_argument("--sim", required=True, help="instance host:port")
-    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--seconds", type=float, required=True, help="the longest it stays hung")
+    p.add_argument("--stop-file", help="end the hang as soon as this file exists")
     p = sub.add_parser("redis-failover")
     p.add_argument("--sentinels", nargs="+", required=True, help="host:port")
     p.add_argument("--master-name", required=True)
