@@ -14,6 +14,7 @@ wrong (``pool``, ``candidate``, ``instance``), and nothing has changed when one 
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from ansible_collections.inferops.sglang.plugins.module_utils import _ha as ha
@@ -44,6 +45,19 @@ class OperationError(Exception):
     def __init__(self, field, message):
         self.field = field
         super().__init__("%s: %s" % (field, message))
+
+
+def load_lb_agent_config(path):
+    """A load balancer agent's configuration (its Redis and its pools), for the modules that run
+    on a load balancer. Errors name the ``agent_config`` option."""
+    if not os.path.exists(path):
+        raise OperationError("agent_config", "%s does not exist; run the module on a host with an HA agent "
+                             "(a load balancer)" % path)
+    with open(path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    if not (config.get("lb") or {}).get("pools"):
+        raise OperationError("agent_config", "%s lists no pools; run the module on a load balancer" % path)
+    return config
 
 
 def connect(agent_config):

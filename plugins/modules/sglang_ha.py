@@ -162,7 +162,6 @@ field:
 """
 
 import json
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -170,6 +169,7 @@ from ansible_collections.inferops.sglang.plugins.module_utils._operations import
     Fleet,
     OperationError,
     connect,
+    load_lb_agent_config,
     format_status,
 )
 from ansible_collections.inferops.sglang.plugins.module_utils._redis import RedisError
@@ -202,14 +202,11 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if not os.path.exists(p["agent_config"]):
-        module.fail_json(msg="agent_config: %s does not exist; run the module on a host with an HA agent (a load balancer)"
-                         % p["agent_config"])
-    with open(p["agent_config"], encoding="utf-8") as handle:
-        config = json.load(handle)
-    pools = (config.get("lb") or {}).get("pools") or []
-    if not pools:
-        module.fail_json(msg="agent_config: %s lists no pools; run the module on a load balancer" % p["agent_config"])
+    try:
+        config = load_lb_agent_config(p["agent_config"])
+    except OperationError as exc:
+        module.fail_json(msg=str(exc), field=exc.field)
+    pools = config["lb"]["pools"]
     try:
         client = connect(config)
     except (RedisError, OSError) as exc:

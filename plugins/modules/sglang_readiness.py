@@ -200,13 +200,16 @@ msg:
   sample: "readiness: 7 of 8 checks passed; FAILED: determinism"
 """
 
-import json
-import os
 from functools import partial
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.inferops.sglang.plugins.module_utils._operations import Fleet, connect
+from ansible_collections.inferops.sglang.plugins.module_utils._operations import (
+    Fleet,
+    OperationError,
+    connect,
+    load_lb_agent_config,
+)
 from ansible_collections.inferops.sglang.plugins.module_utils._readiness import (
     CHECKS,
     DEFAULT_PROMPT,
@@ -255,14 +258,11 @@ def main():
     errors = node_errors(p["nodes"], needed)
     if errors:
         module.fail_json(msg="; ".join(errors))
-    if not os.path.exists(p["agent_config"]):
-        module.fail_json(msg="agent_config: %s does not exist; run the module on a host with an HA agent (a load balancer)"
-                         % p["agent_config"])
-    with open(p["agent_config"], encoding="utf-8") as handle:
-        config = json.load(handle)
-    pools = (config.get("lb") or {}).get("pools") or []
-    if not pools:
-        module.fail_json(msg="agent_config: %s lists no pools; run the module on a load balancer" % p["agent_config"])
+    try:
+        config = load_lb_agent_config(p["agent_config"])
+    except OperationError as exc:
+        module.fail_json(msg=str(exc), field=exc.field)
+    pools = config["lb"]["pools"]
 
     client = None
     drill = None
