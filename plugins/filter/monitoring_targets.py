@@ -55,7 +55,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: C(errors) (a list) and C(jobs), per job a list of file_sd entries (C(targets), C(labels)).
+  description:
+    - C(errors) (a list) and C(jobs), per job a list of file_sd entries (C(targets), C(labels)).
+    - C(left_out), the scraped hosts this run does not know (not in its C(--limit), or a GPU node without an instance
+      plan); when it is not empty, C(jobs) is empty, since targets made from part of the fleet would drop the rest.
   type: dict
 """
 
@@ -75,8 +78,22 @@ def _agent_listen(facts):
     return facts.get("ha_agent_listen", "")
 
 
+def _known(facts, needs_plan=False):
+    """Whether this run knows the host: its facts were gathered (it is in the run's --limit), and for a GPU node its
+    instance plan was made (site.yml's preflight)."""
+    if not facts.get("ansible_facts"):
+        return False
+    return not needs_plan or facts.get("sglang_plan") is not None
+
+
 def monitoring_targets(groups, hostvars, ports, sglang_group="sglang_nodes", lb_group="lb_nodes",
                        redis_group="redis_nodes"):
+    members = [(name, group == sglang_group) for group in (sglang_group, lb_group, redis_group)
+               for name in groups.get(group, [])]
+    left_out = sorted({name for name, is_gpu in members if not _known(hostvars.get(name, {}), needs_plan=is_gpu)})
+    if left_out:
+        # Rendering targets from part of the fleet would drop the rest from Prometheus: the caller keeps what it has.
+        return {"errors": [], "jobs": {}, "left_out": left_out}
     gpu, lbs, redis = [], [], []
     for name in groups.get(sglang_group, []):
         facts = hostvars.get(name, {})
@@ -87,7 +104,7 @@ def monitoring_targets(groups, hostvars, ports, sglang_group="sglang_nodes", lb_
         lbs.append({"name": name, "address": _address(facts), "agent_listen": _agent_listen(facts)})
     for name in groups.get(redis_group, []):
         redis.append({"name": name, "address": _address(hostvars.get(name, {}))})
-    return scrape_targets(gpu, lbs, redis, ports)
+    return dict(scrape_targets(gpu, lbs, redis, ports), left_out=[])
 
 
 class FilterModule:
