@@ -58,7 +58,7 @@ def owner(pid: str, ids: dict[str, str]) -> str:
     """The host a process runs on: the first container id in its cgroup path that is one of ours (a
     container a host runs itself sits under that host's), else this machine."""
     try:
-        with open("/proc/%s/cgroup" % pid, encoding="utf-8", errors="replace") as handle:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as handle:
             for part in re.findall(r"[0-9a-f]{64}", handle.read()):
                 if part in ids:
                     return ids[part]
@@ -74,7 +74,7 @@ def sample(ids: dict[str, str], owners: dict[str, str]) -> dict[str, list[str]]:
         if not entry.name.isdigit():
             continue
         try:
-            with open("/proc/%s/cmdline" % entry.name, "rb") as handle:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
                 args = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue  # ended meanwhile
