@@ -137,31 +137,26 @@ class RedisClient:
         self.close()
 
     # ---- protocol ---------------------------------------------------------------------
+    def _receive(self, at_least=65536):
+        try:
+            chunk = self._sock.recv(max(65536, at_least))
+        except socket.timeout:
+            raise RedisConnectionError("%s did not answer within %gs" % (self.address, self.timeout))
+        except OSError as exc:
+            raise RedisConnectionError("connection to %s failed: %s" % (self.address, exc.strerror or exc))
+        if not chunk:
+            raise RedisConnectionError("%s closed the connection" % self.address)
+        self._buf += chunk
+
     def _read_line(self):
         while b"\r\n" not in self._buf:
-            try:
-                chunk = self._sock.recv(65536)
-            except socket.timeout:
-                raise RedisConnectionError("%s did not answer within %gs" % (self.address, self.timeout))
-            except OSError as exc:
-                raise RedisConnectionError("connection to %s failed: %s" % (self.address, exc.strerror or exc))
-            if not chunk:
-                raise RedisConnectionError("%s closed the connection" % self.address)
-            self._buf += chunk
+            self._receive()
         line, self._buf = self._buf.split(b"\r\n", 1)
         return line
 
     def _read_exact(self, size):
         while len(self._buf) < size + 2:
-            try:
-                chunk = self._sock.recv(max(65536, size + 2 - len(self._buf)))
-            except socket.timeout:
-                raise RedisConnectionError("%s did not answer within %gs" % (self.address, self.timeout))
-            except OSError as exc:
-                raise RedisConnectionError("connection to %s failed: %s" % (self.address, exc.strerror or exc))
-            if not chunk:
-                raise RedisConnectionError("%s closed the connection" % self.address)
-            self._buf += chunk
+            self._receive(size + 2 - len(self._buf))
         data, self._buf = self._buf[:size], self._buf[size + 2:]
         return data
 
