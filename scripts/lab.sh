@@ -18,7 +18,7 @@ PROMETHEUS=http://127.0.0.1:9090
 # on the lab's Docker network: reachable from this machine, from nowhere else.
 vip() {
   ansible -i inventories/lab localhost -m ansible.builtin.debug -a var=lab_vip 2>/dev/null \
-    | python3 -c 'import re,sys; m=re.search(r"\"lab_vip\": \"([0-9.]+)\"", sys.stdin.read()); print(m.group(1) if m else "")'
+    | python3 -c 'import re,sys; m=re.search(r"lab_vip\"?: \"?([0-9.]+)", sys.stdin.read()); print(m.group(1) if m else "")'
 }
 
 log() { printf '[lab] %s\n' "$*"; }
@@ -53,6 +53,7 @@ case ${1:-up} in
     ansible-playbook -i inventories/lab playbooks/site.yml
     smoke
     VIP_ADDRESS=$(vip)
+    [ -n "$VIP_ADDRESS" ] || { log "could not read lab_vip from inventories/lab"; exit 1; }
     VIP_ENDPOINT=http://$VIP_ADDRESS:8080
     ENDPOINT=$VIP_ENDPOINT smoke
     cat <<MSG
