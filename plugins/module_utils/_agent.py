@@ -516,15 +516,19 @@ class Agent:
 
     def _pools_frozen(self, now):
         for pool in self._standby_pools():
-            self._apply_lease(pool, {"node": self.node, "role": self._role(pool)["role"], "redis_ok": False,
-                                     "deadline": self._role(pool).get("deadline", 0)}, now)
+            self._apply_lease_without_redis(pool, now)
 
     def _fence_past_deadline(self, now):
         for pool in self._standby_pools():
             role = self._role(pool)
             if role["role"] == ha.LEADER and now >= role.get("deadline", 0):
-                self._apply_lease(pool, {"node": self.node, "role": ha.LEADER, "redis_ok": False,
-                                         "deadline": role.get("deadline", 0)}, now)
+                self._apply_lease_without_redis(pool, now)
+
+    def _apply_lease_without_redis(self, pool, now):
+        """The lease decision from what this node knows alone: its role and its deadline."""
+        role = self._role(pool)
+        self._apply_lease(pool, {"node": self.node, "role": role["role"], "redis_ok": False,
+                                 "deadline": role.get("deadline", 0)}, now)
 
     def _role(self, pool):
         return self.state["roles"].setdefault(pool, {"role": ha.STANDBY, "epoch": 0, "deadline": 0})

@@ -53,9 +53,12 @@ def load_lb_agent_config(path):
     if not os.path.exists(path):
         raise OperationError("agent_config", "%s does not exist; run the module on a host with an HA agent "
                              "(a load balancer)" % path)
-    with open(path, encoding="utf-8") as handle:
-        config = json.load(handle)
-    if not (config.get("lb") or {}).get("pools"):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise OperationError("agent_config", "%s cannot be read as JSON: %s" % (path, exc))
+    if not isinstance(config, dict) or not (config.get("lb") or {}).get("pools"):
         raise OperationError("agent_config", "%s lists no pools; run the module on a load balancer" % path)
     return config
 

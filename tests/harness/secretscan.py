@@ -6,8 +6,9 @@ While the command runs, every process's command line on this machine is read fro
 every ``--interval`` seconds. The hosts are containers on this kernel, so that is the process
 list of every host, of the containers a host runs itself and of the controller, at a fraction of
 the cost of a ``docker exec <host> ps`` per host and sample (which, at 8 hosts, slowed the run it
-watched by half); each process is told to its host by its cgroup (``/docker/<container id>``). When it ends, its whole output and every sample are searched for each secret read from
-the files in ``--secrets-dir`` (each file one secret; for PEM keys, every base64 line of the key).
+watched by half); each process is told to its host by its cgroup (``/docker/<container id>``).
+When it ends, its whole output and every sample are searched for each secret read from the
+files in ``--secrets-dir`` (each file one secret; for PEM keys, every base64 line of the key).
 
 Prints one JSON object: the command's exit status, its PLAY RECAP lines, how many samples were
 taken per host, how many secrets were looked for, and the findings, each naming the secret's

@@ -49,3 +49,10 @@ def test_an_unreachable_deployment_fails_the_checks_not_the_module(run_module, a
     assert out["checks"][-1] == {"check": "failover_drill", "ok": True, "skipped": True,
                                  "evidence": "not asked (drill: true runs it)"}
     assert out["msg"] == "readiness: 0 of 2 checks passed (1 skipped); FAILED: lb_health, sentinels"
+
+
+def test_an_agent_config_that_is_not_json_is_named(tmp_path, run_module):
+    path = tmp_path / "agent.json"
+    path.write_text("{not json")
+    out = run_module(sglang_readiness.main, {"agent_config": str(path), "checks": ["lb_health"]})
+    assert out["failed"] is True and out["msg"].startswith("agent_config: %s cannot be read as JSON: " % path)
