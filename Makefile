@@ -13,8 +13,8 @@ export ANSIBLE_NOCOLOR := true
 export PY_COLORS := 0
 export MOLECULE_NO_LOG := true
 
-.PHONY: help deps images lint sanity units integration rules sim-tests molecule molecule-node molecule-default \
-        molecule-docker-nvidia molecule-lb image-tests \
+.PHONY: help deps images lint sanity units integration rules static-checks sim-tests molecule molecule-node molecule-default \
+        molecule-lb image-tests \
         test lab lab-down bench clean distclean
 
 help:
@@ -67,21 +67,30 @@ image-tests: images
 	@images/smoke-sim.sh
 
 molecule-node: images
-	@cd .build/collections/ansible_collections/inferops/sglang && molecule test -s node
+	@scripts/molecule-test.sh node
 
 molecule-default: images
-	@cd .build/collections/ansible_collections/inferops/sglang && molecule test -s default
-
-molecule-docker-nvidia: images
-	@cd .build/collections/ansible_collections/inferops/sglang && molecule test -s docker_nvidia
+	@scripts/molecule-test.sh default
 
 molecule-lb: images
-	@cd .build/collections/ansible_collections/inferops/sglang && molecule test -s lb
+	@scripts/molecule-test.sh lb
 
-molecule: molecule-node molecule-default molecule-docker-nvidia
+molecule: molecule-node molecule-default
 
-test: lint sanity units integration rules sim-tests image-tests molecule
+# Two cores, two lanes: the static checks (all CPU) beside molecule `node` (which waits on apt,
+# Docker and the simulator about as much as it computes); then the parts that measure time
+# (integration, the simulator's streaming, the HA drills of molecule `default`) alone, so no
+# other load skews them. --output-sync prints each lane's output in one piece.
+test: images
+	@$(MAKE) --no-print-directory -j2 --output-sync=recurse static-checks molecule-node
+	@$(MAKE) --no-print-directory integration sim-tests image-tests molecule-default
 	@echo "make test: all checks passed"
+
+static-checks: deps
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory sanity
+	@$(MAKE) --no-print-directory units
+	@$(MAKE) --no-print-directory rules
 
 lab: images
 	@scripts/lab.sh up
