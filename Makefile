@@ -13,7 +13,7 @@ export ANSIBLE_NOCOLOR := true
 export PY_COLORS := 0
 export MOLECULE_NO_LOG := true
 
-.PHONY: help deps images lint sanity units integration rules static-checks sim-tests molecule molecule-node molecule-default \
+.PHONY: help deps images lint sanity units integration rules lane-static lane-node sim-tests molecule molecule-node molecule-default \
         molecule-lb image-tests \
         test lab lab-down bench clean distclean
 
@@ -77,20 +77,27 @@ molecule-lb: images
 
 molecule: molecule-node molecule-default
 
-# Two cores, two lanes: the static checks (all CPU) beside molecule `node` (which waits on apt,
-# Docker and the simulator about as much as it computes); then the parts that measure time
-# (integration, the simulator's streaming, the HA drills of molecule `default`) alone, so no
-# other load skews them. --output-sync prints each lane's output in one piece.
-test: images
-	@$(MAKE) --no-print-directory -j2 --output-sync=recurse static-checks molecule-node
-	@$(MAKE) --no-print-directory integration sim-tests image-tests molecule-default
+# Two cores, two lanes, then molecule `default` alone. Lane A: the static checks (all CPU), then
+# the integration tests (mostly waiting on agents, leases and timeouts). Lane B: the images, molecule
+# `node` (which waits on apt, Docker and the simulator about as much as it computes), the simulator
+# tests. The HA drills of `default` measure time under load, so nothing runs beside them.
+# --output-sync prints each lane's parts in one piece each.
+test: deps
+	@$(MAKE) --no-print-directory -j2 --output-sync=recurse lane-static lane-node
+	@$(MAKE) --no-print-directory molecule-default
 	@echo "make test: all checks passed"
 
-static-checks: deps
+lane-static: deps
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory sanity
 	@$(MAKE) --no-print-directory units
 	@$(MAKE) --no-print-directory rules
+	@$(MAKE) --no-print-directory integration
+
+lane-node: images
+	@$(MAKE) --no-print-directory molecule-node
+	@$(MAKE) --no-print-directory sim-tests
+	@$(MAKE) --no-print-directory image-tests
 
 lab: images
 	@scripts/lab.sh up

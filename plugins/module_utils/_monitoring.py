@@ -19,6 +19,7 @@ host. No Ansible imports.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from ansible_collections.inferops.sglang.plugins.module_utils._address import format_address, parse_address
 
@@ -80,3 +81,44 @@ def scrape_targets(gpu_nodes, lb_nodes, redis_nodes, ports):
     if not jobs["sglang"] and not errors:
         errors.append("monitoring_sglang_group: no SGLang instance to scrape (no host with a plan in the group)")
     return {"errors": errors, "jobs": jobs}
+
+
+# --- the alert rules, with a site's own `for:` ------------------------------------------------
+# Prometheus's duration syntax: units from milliseconds to years, largest first, e.g. 1m30s.
+_DURATION = re.compile(r"^(?:[0-9]+y)?(?:[0-9]+w)?(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?(?:[0-9]+ms)?$")
+_RULE_LINE = re.compile(r"^\s*- (alert|record):\s*(\S+)\s*$")
+_FOR_LINE = re.compile(r"^(\s*)for:\s*\S+\s*$")
+
+
+def rules_with_for(rules_text, overrides, field="monitoring_alert_for"):
+    """``{"text", "errors"}``: the rules file with the ``for:`` of each alert named in
+    ``overrides`` (alert name -> Prometheus duration) replaced. Edited line by line, so the file
+    keeps its comments and layout, and without overrides it is returned byte for byte. Errors
+    name ``field`` and the alert: an unknown alert, a bad duration, an alert that has no ``for:``
+    (it fires as soon as its expression holds)."""
+    if not isinstance(overrides, dict):
+        return {"text": rules_text, "errors": [f"{field}: a mapping of alert name to duration, not {overrides!r}"]}
+    errors = [f"{field}.{name}: {value!r} is not a Prometheus duration such as 30s, 5m or 1h30m"
+              for name, value in overrides.items()
+              if not isinstance(value, str) or not value or not _DURATION.match(value)]
+    lines = rules_text.splitlines(keepends=True)
+    alerts, replaced, current = [], set(), None
+    for index, line in enumerate(lines):
+        rule = _RULE_LINE.match(line)
+        if rule:
+            current = rule.group(2) if rule.group(1) == "alert" else None
+            if current:
+                alerts.append(current)
+            continue
+        duration = _FOR_LINE.match(line)
+        if duration and current in overrides and current not in replaced:
+            lines[index] = f"{duration.group(1)}for: {overrides[current]}\n"
+            replaced.add(current)
+    for name in overrides:
+        if name not in alerts:
+            errors.append(f"{field}.{name}: no such alert in the collection's rules ({', '.join(sorted(alerts))})")
+        elif name not in replaced:
+            errors.append(f"{field}.{name}: this alert has no for: (it fires as soon as its expression holds)")
+    if errors:
+        return {"text": rules_text, "errors": errors}
+    return {"text": "".join(lines), "errors": []}
