@@ -295,8 +295,12 @@ class Agent:
         return value
 
     # ---- events and decisions ----------------------------------------------------------------
-    def emit(self, kind, epoch, reason, **fields):
-        record = event(kind, epoch, reason, now=self.clock(), node=fields.pop("node", self.node), **fields)
+    def new_event(self, kind, epoch, reason, **fields):
+        """An event record, not yet logged nor published."""
+        return event(kind, epoch, reason, now=self.clock(), node=fields.pop("node", self.node), **fields)
+
+    def log_event(self, record):
+        """The journal and this host's event log."""
         log.info("%s", human_event(record))
         if self.event_log:
             try:
@@ -304,7 +308,23 @@ class Agent:
                     handle.write(json.dumps(record, sort_keys=True) + "\n")
             except OSError as exc:
                 log.warning("cannot write the event log %s: %s", self.event_log, exc)
+
+    def emit(self, kind, epoch, reason, **fields):
+        """Log an event and publish it to Redis with the next flush."""
+        record = self.new_event(kind, epoch, reason, **fields)
+        self.log_event(record)
         self.pending_events.append(record)
+
+    def release_lease(self, pool, epoch, reason):
+        """Give the lease up, the HANDOVER event written with it in one step (Leases.release).
+        True when released, False when it was no longer ours (LEADER_LOST), None without Redis."""
+        record = self.new_event("HANDOVER", epoch, reason, pool=pool, **{"from": self.node, "to": "any healthy standby"})
+        released = self.redis.run(lambda c: Leases(c).release(pool, self.node, epoch, event=record))
+        if released:
+            self.log_event(record)
+        elif released is False:
+            self.emit("LEADER_LOST", epoch, "the lease was no longer mine when I gave it up (%s)" % reason, pool=pool)
+        return released
 
     def flush_events(self):
         while self.pending_events:
@@ -609,9 +629,7 @@ class Agent:
                 kind = ("LEADER_ELECTED" if not previous else "LEASE_RETAKEN" if previous == self.node else "FAILOVER")
                 self.emit(kind, epoch, reason, pool=pool, **{"from": previous or "none", "to": self.node})
         elif action == "release":
-            released = self.redis.run(lambda c: Leases(c).release(pool, self.node, role["epoch"]))
-            if released is not None:
-                self.emit("HANDOVER", role["epoch"], reason, pool=pool, **{"from": self.node, "to": "any healthy standby"})
+            self.release_lease(pool, role["epoch"], reason)
         elif action == "switchover":
             self.redis.run(lambda c: c.execute("SET", request_key(pool), json.dumps(
                 {"from": view["holder"], "to": self.node, "reason": "failback after the hold-down", "by": self.node,
@@ -764,9 +782,7 @@ class Agent:
         """A leader that stops cleanly hands its lease over at once."""
         for pool, role in self.state["roles"].items():
             if role.get("role") == ha.LEADER:
-                if self.redis.run(lambda c, p=pool, e=role["epoch"]: Leases(c).release(p, self.node, e)):
-                    self.emit("HANDOVER", role["epoch"], "agent stopping", pool=pool,
-                              **{"from": self.node, "to": "any healthy standby"})
+                self.release_lease(pool, role["epoch"], "agent stopping")
                 role["role"] = ha.STANDBY
         self.flush_events()
         self._save_state()

@@ -108,12 +108,19 @@ end
 return 0
 """
 
-# Give the lease up only while still the holder. KEYS[1]=leader; ARGV[1]="node:epoch".
+# Give the lease up only while still the holder, and record why in the same step: KEYS[1]=leader,
+# KEYS[2]=events stream; ARGV[1]="node:epoch", ARGV[2]=the event (JSON, or empty for none),
+# ARGV[3]=the stream's length. One script, so a Redis that loses its newest writes in a crash
+# loses both or neither: the history never shows the next leader without this one letting go.
 RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
 end
-return 0
+redis.call('DEL', KEYS[1])
+if ARGV[2] ~= '' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[3]), '*', 'event', ARGV[2])
+end
+return 1
 """
 
 # Hand the lease to another node in one step (a switchover): only from the expected holder
@@ -179,8 +186,11 @@ class Leases:
     def renew(self, pool, node, epoch, ttl_ms):
         return bool(self._eval(RENEW, [leader_key(pool)], ["%s:%d" % (node, epoch), int(ttl_ms)]))
 
-    def release(self, pool, node, epoch):
-        return bool(self._eval(RELEASE, [leader_key(pool)], ["%s:%d" % (node, epoch)]))
+    def release(self, pool, node, epoch, event=None):
+        """Whether the lease was ours and is now free; ``event`` (a record) is appended to the
+        events in the same atomic step, only when it was."""
+        return bool(self._eval(RELEASE, [leader_key(pool), EVENTS_KEY],
+                               ["%s:%d" % (node, epoch), json.dumps(event) if event else "", EVENTS_MAXLEN]))
 
     def handover(self, pool, expected, candidate, ttl_ms, floor):
         """``(done, holder, epoch)``: the lease moved to ``candidate`` (new epoch), or who holds it."""

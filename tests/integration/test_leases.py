@@ -9,10 +9,13 @@ import time
 import pytest
 from ansible_collections.inferops.sglang.plugins.module_utils._leases import (
     EPOCH_KEY,
+    EVENTS_KEY,
     Leases,
+    event,
     last_leader_key,
     leader_key,
     parse_holder,
+    read_events,
 )
 from ansible_collections.inferops.sglang.plugins.module_utils._redis import (
     AGENT_USER,
@@ -67,6 +70,20 @@ def test_release_is_compare_and_delete(leases):
     assert not leases.release("chat", "gpu2", epoch)
     assert leases.release("chat", "gpu1", epoch)
     assert leases.holder("chat")[0] is None
+
+
+def test_release_writes_its_event_in_the_same_step_and_only_when_it_releases(leases):
+    leases.client.execute("DEL", EVENTS_KEY)
+    epoch = leases.take("chat", "gpu1", 5000, floor=0)[2]
+    stranger = event("HANDOVER", epoch, "not mine", node="gpu2", pool="chat")
+    assert not leases.release("chat", "gpu2", epoch, event=stranger)
+    assert read_events(leases.client) == []
+    mine = event("HANDOVER", epoch, "my instance is out of rotation", node="gpu1", pool="chat")
+    assert leases.release("chat", "gpu1", epoch, event=mine)
+    recorded = read_events(leases.client)
+    assert [dict(e, id=None) for e in recorded] == [dict(mine, id=None)]
+    # Inside one script: the replica gets the release and its event together.
+    assert leases.confirm(replicas=1, timeout_ms=2000)
 
 
 def test_handover_moves_the_lease_with_a_new_epoch_only_from_the_expected_holder(leases):
